@@ -1,0 +1,2 @@
+// Package archtest holds tests about the shape of the tree itself (layering, docs).
+package archtest

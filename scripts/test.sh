@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs every test of rampart, in tiers (see docs/testing.md):
+#   1. go vet and unit tests (`go test ./...`, no root needed)
+#   2. root-only integration tests (FUSE, namespaces), when run as root
+#   3. conformance of the iSCSI target with libiscsi's iscsi-test-cu
+# and ends with one line "N passed, N failed". Exit status 0 only if nothing failed.
+# Logs go to $RAMPART_TEST_LOGS (default: a fresh temp dir), printed at the end.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+logs=${RAMPART_TEST_LOGS:-$(mktemp -d /tmp/rampart-test.XXXXXX)}
+mkdir -p "$logs"
+passed=0; failed=0
+tally() { # name logfile: counts --- PASS / --- FAIL lines of go test -v output
+  local p f
+  p=$(grep -cE '^\s*--- PASS' "$2" || true); f=$(grep -cE '^\s*--- FAIL|^FAIL\s|^panic:' "$2" || true)
+  passed=$((passed + p)); failed=$((failed + f))
+  echo "$1: $p passed, $f failed (log: $2)"
+  [ "$f" = 0 ] || grep -E '^\s*--- FAIL|^FAIL|^panic:|_test.go:[0-9]+:' "$2" | head -40
+}
+
+scripts/install-deps.sh || { echo "install-deps failed"; echo "0 passed, 1 failed"; exit 1; }
+
+echo "== tier 1: vet and unit tests"
+if ! go vet ./... >"$logs/vet.log" 2>&1; then
+  cat "$logs/vet.log"; failed=$((failed + 1))
+fi
+go build -o bin/rampart ./cmd/rampart 2>"$logs/build.log" || { cat "$logs/build.log"; failed=$((failed + 1)); }
+go test -count=1 -v -timeout 20m ./... >"$logs/unit.log" 2>&1
+tally unit "$logs/unit.log"
+
+if [ "$(id -u)" = 0 ]; then
+  echo "== tier 2: root integration tests"
+  # Packages with root-gated tests run again with the gate open.
+  pkgs=$(grep -rl --include='*_test.go' RAMPART_ROOT_TESTS internal cmd 2>/dev/null | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
+  if [ -n "$pkgs" ]; then
+    RAMPART_ROOT_TESTS=1 go test -count=1 -v -timeout 20m $pkgs >"$logs/root.log" 2>&1
+    tally root "$logs/root.log"
+  else
+    echo "root: no root-gated tests"
+  fi
+else
+  echo "== tier 2 skipped: not root"
+fi
+
+if [ -x bin/rampart ] && command -v iscsi-test-cu >/dev/null; then
+  echo "== tier 3: iSCSI conformance (libiscsi iscsi-test-cu)"
+  if scripts/conformance.sh bin/rampart >"$logs/conformance.log" 2>&1; then
+    tail -5 "$logs/conformance.log"; passed=$((passed + 1))
+  else
+    cat "$logs/conformance.log" | tail -40; failed=$((failed + 1))
+  fi
+else
+  echo "== tier 3 skipped: no rampart binary or no iscsi-test-cu"; failed=$((failed + 1))
+fi
+
+echo "logs: $logs"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
