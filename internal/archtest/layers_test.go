@@ -23,7 +23,7 @@ var allowed = map[string][]string{
 	"internal/scsi":            {"internal/blockdev"},
 	"internal/iscsi":           {"internal/iscsi"},
 	"internal/iscsi/target":    {"internal/iscsi", "internal/scsi", "internal/blockdev", "internal/volume", "internal/units"},
-	"internal/iscsi/initiator": {"internal/iscsi", "internal/scsi", "internal/blockdev"},
+	"internal/iscsi/initiator": {"internal/iscsi", "internal/blockdev", "internal/volume"},
 	"internal/multipath":       {"internal/iscsi/initiator", "internal/iscsi", "internal/scsi", "internal/blockdev", "internal/volume"},
 	"internal/raid":            {"internal/blockdev", "internal/volume", "internal/units"},
 	"internal/nbd":             {"internal/blockdev"},
