@@ -61,6 +61,9 @@ func newRootCmd() *cobra.Command {
 		newTargetCmd(g),
 		newRaidCmd(g),
 		newNBDCmd(g),
+		newISCSICmd(g),
+		newAttachCmd(g),
+		newMultipathCmd(g),
 	)
 	addDFSCommands(root, g)
 	return root

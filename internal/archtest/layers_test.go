@@ -25,6 +25,7 @@ var allowed = map[string][]string{
 	"internal/iscsi/target":    {"internal/iscsi", "internal/scsi", "internal/blockdev", "internal/volume", "internal/units"},
 	"internal/iscsi/initiator": {"internal/iscsi", "internal/blockdev", "internal/volume"},
 	"internal/multipath":       {"internal/iscsi/initiator", "internal/iscsi", "internal/scsi", "internal/blockdev", "internal/volume"},
+	"internal/fuseexport":      {"internal/blockdev"},
 	"internal/raid":            {"internal/blockdev", "internal/volume", "internal/units"},
 	"internal/nbd":             {"internal/blockdev"},
 	"internal/dfs/proto":       {"internal/dfs/proto"},

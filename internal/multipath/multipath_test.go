@@ -243,4 +243,3 @@ func TestAllPathsDown(t *testing.T) {
 		t.Errorf("failing took %v: I/O hung past the no_path_retry window", el)
 	}
 }
-

@@ -121,3 +121,8 @@ func humanSize(n int64) string {
 	}
 	return strings.TrimSuffix(strings.TrimSuffix(fmt.Sprintf("%.1f", f), "0"), ".") + units[i]
 }
+
+// RemoveStatusFile forgets a map that is no longer attached.
+func RemoveStatusFile(dir, name string) {
+	os.Remove(filepath.Join(dir, name+".json"))
+}
