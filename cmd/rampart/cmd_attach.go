@@ -64,8 +64,8 @@ in --status-dir for 'rampart multipath status'.`,
 	f.StringVar(&o.failback, "failback", "immediate", "immediate, manual, or a delay such as 10s")
 	f.StringVar(&o.initiatorName, "initiator-name", initiator.DefaultInitiatorName, "this initiator's IQN")
 	f.StringVar(&o.chap, "chap", "", "CHAP USER:SECRET for every path")
-	f.DurationVar(&o.nopInterval, "nop-interval", time.Second, "NOP-Out ping after this much silence on a path")
-	f.DurationVar(&o.nopTimeout, "nop-timeout", 2*time.Second, "a path whose ping is unanswered this long is faulty")
+	f.DurationVar(&o.nopInterval, "nop-interval", 500*time.Millisecond, "NOP-Out ping after this much silence on a path")
+	f.DurationVar(&o.nopTimeout, "nop-timeout", time.Second, "a path whose ping is unanswered this long is faulty")
 	f.StringVar(&o.statusDir, "status-dir", defaultStatusDir, "where the map's state is kept for 'multipath status'")
 	return cmd
 }
@@ -129,7 +129,7 @@ func runAttach(ctx context.Context, g *globalOptions, o *attachOptions) error {
 		defer s.Close()
 		log.Info("attached", "url", fmt.Sprintf("nbd://%s/%s", s.Addr(), o.name), "id", m.ID(), "size", dev.Size())
 	}
-	t := time.NewTicker(o.pollingInterval)
+	t := time.NewTicker(min(o.pollingInterval, 500*time.Millisecond))
 	defer t.Stop()
 	for {
 		if err := multipath.WriteStatusFile(o.statusDir, m.Status(dev.Size())); err != nil {
