@@ -29,7 +29,11 @@ serve() { # extra args...
 rc=0
 
 serve || exit 1
-out=$(LABEL=rampart "$here/bench/iscsi-conformance.sh" "iscsi://127.0.0.1:$port/$iqn/0" "iscsi://127.0.0.2:$port/$iqn/0" 2>&1)
+# MultipathIO runs first, on the fresh LUN: Debian's libiscsi 1.19 CompareAndWrite test
+# compares LBAs 0..256 but initialises only 0..255 (fixed upstream, n = 255), so it
+# passes only while LBA 256 still holds zeroes, as it does on any fresh LUN.
+suites="ALL.MultipathIO $(iscsi-test-cu -l | awk -F. 'NF==2 && $1=="ALL" && $2!="MultipathIO"{print $0}')"
+out=$(SUITES="$suites" LABEL=rampart "$here/bench/iscsi-conformance.sh" "iscsi://127.0.0.1:$port/$iqn/0" "iscsi://127.0.0.2:$port/$iqn/0" 2>&1)
 echo "$out"
 line=$(echo "$out" | tail -1)
 p=$(echo "$line" | sed -n 's/.*passed=\([0-9]*\).*/\1/p'); f=$(echo "$line" | sed -n 's/.*failed=\([0-9]*\).*/\1/p')

@@ -1,0 +1,207 @@
+package chunkserver
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNoChunk is returned for a chunk (or chunk version) this server does not hold.
+var ErrNoChunk = fmt.Errorf("chunkserver: no such chunk: %w", syscall.ENOENT)
+
+// Store holds the chunks of several data folders, like MooseFS's mfshdd.cfg.
+type Store struct {
+	dirs []string
+
+	mu     sync.Mutex
+	chunks map[uint64]*chunk
+}
+
+// OpenStore opens (creating if needed) the data folders and indexes the chunk
+// files found in them.
+func OpenStore(dirs []string) (*Store, error) {
+	if len(dirs) == 0 {
+		return nil, errors.New("chunkserver: no data folders")
+	}
+	s := &Store{dirs: dirs, chunks: map[uint64]*chunk{}}
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("data folder %s: %w", d, err)
+		}
+		err := filepath.WalkDir(d, func(path string, e fs.DirEntry, err error) error {
+			if err != nil || e.IsDir() || !strings.HasSuffix(path, ".chunk") {
+				return err
+			}
+			c, err := openChunk(path)
+			if err != nil {
+				return err
+			}
+			if old := s.chunks[c.hdr.ID]; old != nil {
+				// Two versions of one chunk: keep the newest, drop the stale one.
+				if old.hdr.Version >= c.hdr.Version {
+					c.Close()
+					return os.Remove(path)
+				}
+				old.Close()
+				os.Remove(old.path)
+			}
+			s.chunks[c.hdr.ID] = c
+			return nil
+		})
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("scan data folder %s: %w", d, err)
+		}
+	}
+	return s, nil
+}
+
+// Close closes every chunk file.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.chunks {
+		c.Close()
+	}
+	s.chunks = map[uint64]*chunk{}
+	return nil
+}
+
+// Space returns the total and free bytes of the data folders.
+func (s *Store) Space() (total, free uint64) {
+	for _, d := range s.dirs {
+		var st unix.Statfs_t
+		if unix.Statfs(d, &st) == nil {
+			total += st.Blocks * uint64(st.Bsize)
+			free += st.Bavail * uint64(st.Bsize)
+		}
+	}
+	return total, free
+}
+
+func (s *Store) emptiestDir() string {
+	best, bestFree := s.dirs[0], uint64(0)
+	for _, d := range s.dirs {
+		var st unix.Statfs_t
+		if unix.Statfs(d, &st) == nil && st.Bavail*uint64(st.Bsize) > bestFree {
+			best, bestFree = d, st.Bavail*uint64(st.Bsize)
+		}
+	}
+	return best
+}
+
+// Create makes an empty chunk. Creating a chunk that exists at the same
+// version succeeds; an older version is replaced.
+func (s *Store) Create(id uint64, version uint32) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.chunks[id]; c != nil {
+		if c.hdr.Version == version {
+			return nil
+		}
+		c.Close()
+		os.Remove(c.path)
+		delete(s.chunks, id)
+	}
+	dir := filepath.Join(s.emptiestDir(), fmt.Sprintf("%02X", id&0xff))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create chunk %016x: %w", id, err)
+	}
+	c, err := createChunk(filepath.Join(dir, fmt.Sprintf("chunk_%016X_%08X.chunk", id, version)), Header{ID: id, Version: version})
+	if err != nil {
+		return err
+	}
+	s.chunks[id] = c
+	return nil
+}
+
+// Delete removes a chunk if it is held at version (any version if 0).
+func (s *Store) Delete(id uint64, version uint32) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.chunks[id]
+	if c == nil || (version != 0 && c.hdr.Version != version) {
+		return fmt.Errorf("delete chunk %016x v%d: %w", id, version, ErrNoChunk)
+	}
+	delete(s.chunks, id)
+	c.Close()
+	if err := os.Remove(c.path); err != nil {
+		return fmt.Errorf("delete chunk %016x: %w", id, err)
+	}
+	return nil
+}
+
+func (s *Store) get(id uint64, version uint32) (*chunk, error) {
+	s.mu.Lock()
+	c := s.chunks[id]
+	s.mu.Unlock()
+	if c == nil || c.hdr.Version != version {
+		return nil, fmt.Errorf("chunk %016x v%d: %w", id, version, ErrNoChunk)
+	}
+	return c, nil
+}
+
+// ReadAt reads from chunk id at version.
+func (s *Store) ReadAt(id uint64, version uint32, p []byte, off int64) error {
+	c, err := s.get(id, version)
+	if err != nil {
+		return err
+	}
+	return c.ReadAt(p, off)
+}
+
+// WriteAt writes to chunk id at version, creating it if absent.
+func (s *Store) WriteAt(id uint64, version uint32, p []byte, off int64) error {
+	c, err := s.get(id, version)
+	if errors.Is(err, ErrNoChunk) {
+		if err := s.Create(id, version); err != nil {
+			return err
+		}
+		c, err = s.get(id, version)
+	}
+	if err != nil {
+		return err
+	}
+	return c.WriteAt(p, off)
+}
+
+// Chunks lists the held chunks as id -> version.
+func (s *Store) Chunks() map[uint64]uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[uint64]uint32, len(s.chunks))
+	for id, c := range s.chunks {
+		m[id] = c.hdr.Version
+	}
+	return m
+}
+
+// Length returns the data length of chunk id at version.
+func (s *Store) Length(id uint64, version uint32) (int64, error) {
+	c, err := s.get(id, version)
+	if err != nil {
+		return 0, err
+	}
+	return c.Length()
+}
+
+// SetVersion moves chunk id from version old to version new (the master
+// bumps versions when a copy is lost mid-write, so the lost copy is stale).
+func (s *Store) SetVersion(id uint64, old, new uint32) error {
+	c, err := s.get(id, old)
+	if err != nil {
+		if c2, err2 := s.get(id, new); err2 == nil && c2 != nil {
+			return nil // already done
+		}
+		return err
+	}
+	path := filepath.Join(filepath.Dir(c.path), fmt.Sprintf("chunk_%016X_%08X.chunk", id, new))
+	return c.setVersion(new, path)
+}

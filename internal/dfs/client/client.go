@@ -1,0 +1,384 @@
+// Package client is the DFS client library: namespace calls go to the master,
+// file data goes straight to the chunkservers, writes down a replication chain.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rampart-storage/rampart/internal/dfs/proto"
+)
+
+// MaxIO is the largest data block sent in one chunkserver request.
+const MaxIO = 4 << 20
+
+// Client talks to one master and the chunkservers it names.
+type Client struct {
+	master *proto.Client
+
+	mu    sync.Mutex
+	peers map[string]*proto.Client
+}
+
+// Dial connects to the master's client port.
+func Dial(ctx context.Context, masterAddr string) (*Client, error) {
+	m, err := proto.Dial(ctx, masterAddr)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{master: m, peers: map[string]*proto.Client{}}, nil
+}
+
+// Close closes every connection.
+func (c *Client) Close() error {
+	c.master.Close()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.peers {
+		p.Close()
+	}
+	return nil
+}
+
+func (c *Client) peer(ctx context.Context, addr string) (*proto.Client, error) {
+	c.mu.Lock()
+	p := c.peers[addr]
+	c.mu.Unlock()
+	if p != nil && p.Err() == nil {
+		return p, nil
+	}
+	p, err := proto.Dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.peers[addr] = p
+	c.mu.Unlock()
+	return p, nil
+}
+
+func (c *Client) attrCall(ctx context.Context, t proto.MsgType, e *proto.Enc) (*proto.Attr, error) {
+	b, err := c.master.Call(ctx, t, e.B)
+	if err != nil {
+		return nil, err
+	}
+	var a proto.Attr
+	if err := a.Decode(b); err != nil {
+		return nil, fmt.Errorf("%s reply: %w", t, err)
+	}
+	return &a, nil
+}
+
+// Lookup finds name in directory parent.
+func (c *Client) Lookup(ctx context.Context, parent uint64, name string) (*proto.Attr, error) {
+	var e proto.Enc
+	e.U64(parent)
+	e.String(name)
+	return c.attrCall(ctx, proto.MsgLookup, &e)
+}
+
+// Getattr returns an inode's attributes.
+func (c *Client) Getattr(ctx context.Context, ino uint64) (*proto.Attr, error) {
+	var e proto.Enc
+	e.U64(ino)
+	return c.attrCall(ctx, proto.MsgGetattr, &e)
+}
+
+// Create makes a file, directory, symlink or special file.
+func (c *Client) Create(ctx context.Context, parent uint64, name string, n proto.Node) (*proto.Attr, error) {
+	var e proto.Enc
+	e.U64(parent)
+	e.String(name)
+	e.U32(n.Mode)
+	e.U32(n.Uid)
+	e.U32(n.Gid)
+	e.U32(n.Rdev)
+	e.String(n.Target)
+	return c.attrCall(ctx, proto.MsgCreate, &e)
+}
+
+// Readdir lists a directory.
+func (c *Client) Readdir(ctx context.Context, ino uint64) ([]proto.Dirent, error) {
+	var e proto.Enc
+	e.U64(ino)
+	b, err := c.master.Call(ctx, proto.MsgReaddir, e.B)
+	if err != nil {
+		return nil, err
+	}
+	d := proto.NewDec(b)
+	n := d.U32()
+	if int(n) > len(b) {
+		return nil, fmt.Errorf("readdir reply with %d entries: %w", n, proto.ErrShort)
+	}
+	out := make([]proto.Dirent, 0, n)
+	for i := uint32(0); i < n && d.Err() == nil; i++ {
+		out = append(out, proto.Dirent{Name: d.String(), Ino: d.U64()})
+	}
+	if err := d.Finish(); err != nil {
+		return nil, fmt.Errorf("readdir reply: %w", err)
+	}
+	return out, nil
+}
+
+// Unlink removes a name (a directory if dir).
+func (c *Client) Unlink(ctx context.Context, parent uint64, name string, dir bool) error {
+	var e proto.Enc
+	e.U64(parent)
+	e.String(name)
+	if dir {
+		e.U8(1)
+	} else {
+		e.U8(0)
+	}
+	_, err := c.master.Call(ctx, proto.MsgUnlink, e.B)
+	return err
+}
+
+// Info returns the cluster summary.
+func (c *Client) Info(ctx context.Context) (*proto.Info, error) {
+	b, err := c.master.Call(ctx, proto.MsgInfo, nil)
+	if err != nil {
+		return nil, err
+	}
+	var info proto.Info
+	if err := json.Unmarshal(b, &info); err != nil {
+		return nil, fmt.Errorf("info reply: %w", err)
+	}
+	return &info, nil
+}
+
+func (c *Client) chunkLoc(ctx context.Context, ino uint64, idx uint32, write bool) (*proto.ChunkLoc, error) {
+	var e proto.Enc
+	e.U64(ino)
+	e.U32(idx)
+	t := proto.MsgReadChunk
+	if write {
+		t = proto.MsgWriteChunk
+	}
+	b, err := c.master.Call(ctx, t, e.B)
+	if err != nil {
+		return nil, err
+	}
+	var loc proto.ChunkLoc
+	if err := loc.Decode(b); err != nil {
+		return nil, err
+	}
+	return &loc, nil
+}
+
+// WriteAt writes p at off of file ino through every replica of each chunk it
+// touches, then records the new size. It returns only when every replica
+// holds the data.
+func (c *Client) WriteAt(ctx context.Context, ino uint64, p []byte, off int64) error {
+	end := off + int64(len(p))
+	for len(p) > 0 {
+		idx := uint32(off / proto.ChunkSize)
+		in := off % proto.ChunkSize
+		n := min(int64(len(p)), proto.ChunkSize-in)
+		loc, err := c.chunkLoc(ctx, ino, idx, true)
+		if err != nil {
+			return fmt.Errorf("write inode %d chunk %d: %w", ino, idx, err)
+		}
+		if len(loc.Servers) == 0 {
+			return fmt.Errorf("write inode %d chunk %d: %w", ino, idx, syscall.ENOSPC)
+		}
+		if err := c.writeChunk(ctx, loc, p[:n], in); err != nil {
+			// A copy failed: the master moves the reachable copies to a new
+			// version and the whole piece is written again to them.
+			if loc, err = c.recover(ctx, ino, idx); err != nil {
+				return fmt.Errorf("write inode %d chunk %d: %w", ino, idx, err)
+			}
+			if err := c.writeChunk(ctx, loc, p[:n], in); err != nil {
+				return fmt.Errorf("write inode %d chunk %d after recovery: %w", ino, idx, err)
+			}
+		}
+		p, off = p[n:], off+n
+	}
+	var e proto.Enc
+	e.U64(ino)
+	e.U64(uint64(end))
+	e.I64(time.Now().UnixNano())
+	_, err := c.master.Call(ctx, proto.MsgWriteEnd, e.B)
+	return err
+}
+
+// writeChunk sends the pieces of one chunk's write in parallel, each down the
+// chain of replicas.
+func (c *Client) writeChunk(ctx context.Context, loc *proto.ChunkLoc, p []byte, off int64) error {
+	first, err := c.peer(ctx, loc.Servers[0])
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for len(p) > 0 {
+		n := min(len(p), MaxIO)
+		var e proto.Enc
+		e.B = make([]byte, 0, n+128)
+		(&proto.ChunkWrite{ID: loc.ID, Version: loc.Version, Offset: uint32(off), Chain: loc.Servers[1:], Data: p[:n]}).Encode(&e)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := first.Call(ctx, proto.MsgChunkWrite, e.B); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+		p, off = p[n:], off+int64(n)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// ReadAt reads up to len(p) bytes at off of file ino, stopping at the end of
+// the file; a bad or unreachable copy is skipped for the next.
+func (c *Client) ReadAt(ctx context.Context, ino uint64, p []byte, off int64) (int, error) {
+	a, err := c.Getattr(ctx, ino)
+	if err != nil {
+		return 0, err
+	}
+	if off >= int64(a.Size) {
+		return 0, nil
+	}
+	p = p[:min(int64(len(p)), int64(a.Size)-off)]
+	total := len(p)
+	for len(p) > 0 {
+		idx := uint32(off / proto.ChunkSize)
+		in := off % proto.ChunkSize
+		n := min(int64(len(p)), proto.ChunkSize-in)
+		loc, err := c.chunkLoc(ctx, ino, idx, false)
+		if err != nil {
+			return total - len(p), fmt.Errorf("read inode %d chunk %d: %w", ino, idx, err)
+		}
+		if err := c.readChunk(ctx, loc, p[:n], in); err != nil {
+			return total - len(p), fmt.Errorf("read inode %d chunk %d: %w", ino, idx, err)
+		}
+		p, off = p[n:], off+n
+	}
+	return total, nil
+}
+
+func (c *Client) readChunk(ctx context.Context, loc *proto.ChunkLoc, p []byte, off int64) error {
+	if loc.ID == 0 {
+		clear(p)
+		return nil
+	}
+	if len(loc.Servers) == 0 {
+		return fmt.Errorf("chunk %016x v%d has no live copy: %w", loc.ID, loc.Version, syscall.EIO)
+	}
+	for len(p) > 0 {
+		n := min(len(p), MaxIO)
+		var e proto.Enc
+		(&proto.ChunkRead{ID: loc.ID, Version: loc.Version, Offset: uint32(off), Length: uint32(n)}).Encode(&e)
+		var errs []error
+		done := false
+		for _, addr := range loc.Servers {
+			s, err := c.peer(ctx, addr)
+			var b []byte
+			if err == nil {
+				b, err = s.Call(ctx, proto.MsgChunkRead, e.B)
+			}
+			if err == nil && len(b) != n {
+				err = fmt.Errorf("chunk %016x read from %s: %d bytes, want %d: %w", loc.ID, addr, len(b), n, syscall.EIO)
+			}
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			copy(p, b)
+			done = true
+			break
+		}
+		if !done {
+			return errors.Join(errs...)
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+// SetAttr selects the attributes Setattr changes; Valid holds proto.Set* bits.
+type SetAttr struct {
+	Valid          uint32
+	Mode, Uid, Gid uint32
+	Size           uint64
+	Atime, Mtime   int64
+}
+
+// Setattr changes attributes (truncating a file when SetSize is set).
+func (c *Client) Setattr(ctx context.Context, ino uint64, in SetAttr) (*proto.Attr, error) {
+	var e proto.Enc
+	e.U64(ino)
+	e.U32(in.Valid)
+	e.U32(in.Mode)
+	e.U32(in.Uid)
+	e.U32(in.Gid)
+	e.U64(in.Size)
+	e.I64(in.Atime)
+	e.I64(in.Mtime)
+	return c.attrCall(ctx, proto.MsgSetattr, &e)
+}
+
+// Rename moves a name; flags may hold proto.RenameNoReplace.
+func (c *Client) Rename(ctx context.Context, oldParent uint64, oldName string, newParent uint64, newName string, flags uint32) error {
+	var e proto.Enc
+	e.U64(oldParent)
+	e.String(oldName)
+	e.U64(newParent)
+	e.String(newName)
+	e.U32(flags)
+	_, err := c.master.Call(ctx, proto.MsgRename, e.B)
+	return err
+}
+
+// Link adds a hard link to ino.
+func (c *Client) Link(ctx context.Context, ino, newParent uint64, newName string) (*proto.Attr, error) {
+	var e proto.Enc
+	e.U64(ino)
+	e.U64(newParent)
+	e.String(newName)
+	return c.attrCall(ctx, proto.MsgLink, &e)
+}
+
+// ChunkLocation returns chunk idx of file ino with its live copies (ID 0 for a hole).
+func (c *Client) ChunkLocation(ctx context.Context, ino uint64, idx uint32) (*proto.ChunkLoc, error) {
+	return c.chunkLoc(ctx, ino, idx, false)
+}
+
+// Resolve walks a slash-separated path from the root.
+func (c *Client) Resolve(ctx context.Context, path string) (*proto.Attr, error) {
+	a, err := c.Getattr(ctx, proto.RootIno)
+	for _, name := range strings.Split(path, "/") {
+		if err != nil {
+			return nil, err
+		}
+		if name == "" || name == "." {
+			continue
+		}
+		a, err = c.Lookup(ctx, a.Ino, name)
+	}
+	return a, err
+}
+
+func (c *Client) recover(ctx context.Context, ino uint64, idx uint32) (*proto.ChunkLoc, error) {
+	var e proto.Enc
+	e.U64(ino)
+	e.U32(idx)
+	b, err := c.master.Call(ctx, proto.MsgRecoverChunk, e.B)
+	if err != nil {
+		return nil, err
+	}
+	var loc proto.ChunkLoc
+	if err := loc.Decode(b); err != nil {
+		return nil, err
+	}
+	return &loc, nil
+}

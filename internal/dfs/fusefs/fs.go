@@ -1,0 +1,327 @@
+// Package fusefs mounts the DFS through the kernel's FUSE with go-fuse's fs
+// API. Namespace operations go to the master through the client library;
+// sequential writes are buffered per file (write-back, up to WriteBuffer
+// bytes) and sent to the chunkservers in large requests.
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/rampart-storage/rampart/internal/dfs/client"
+	"github.com/rampart-storage/rampart/internal/dfs/proto"
+)
+
+// WriteBuffer is the most a file buffers before sending its data.
+const WriteBuffer = 8 << 20
+
+// Node is one DFS inode in the mounted tree.
+type Node struct {
+	fs.Inode
+	c   *client.Client
+	ino uint64
+
+	mu     sync.Mutex
+	buf    []byte // pending sequential write
+	bufOff int64
+}
+
+var (
+	_ fs.NodeLookuper   = (*Node)(nil)
+	_ fs.NodeGetattrer  = (*Node)(nil)
+	_ fs.NodeSetattrer  = (*Node)(nil)
+	_ fs.NodeReaddirer  = (*Node)(nil)
+	_ fs.NodeCreater    = (*Node)(nil)
+	_ fs.NodeMkdirer    = (*Node)(nil)
+	_ fs.NodeMknoder    = (*Node)(nil)
+	_ fs.NodeSymlinker  = (*Node)(nil)
+	_ fs.NodeReadlinker = (*Node)(nil)
+	_ fs.NodeUnlinker   = (*Node)(nil)
+	_ fs.NodeRmdirer    = (*Node)(nil)
+	_ fs.NodeOpener     = (*Node)(nil)
+	_ fs.NodeReader     = (*Node)(nil)
+	_ fs.NodeWriter     = (*Node)(nil)
+	_ fs.NodeFlusher    = (*Node)(nil)
+	_ fs.NodeFsyncer    = (*Node)(nil)
+	_ fs.NodeRenamer    = (*Node)(nil)
+	_ fs.NodeLinker     = (*Node)(nil)
+)
+
+// Root returns the root node of a mount served by c.
+func Root(c *client.Client) *Node { return &Node{c: c, ino: proto.RootIno} }
+
+// Mount mounts the DFS at dir. The caller waits with Wait and ends with Unmount.
+func Mount(dir string, c *client.Client, debug bool) (*fuse.Server, error) {
+	ttl := time.Second
+	return fs.Mount(dir, Root(c), &fs.Options{
+		EntryTimeout: &ttl,
+		AttrTimeout:  &ttl,
+		MountOptions: fuse.MountOptions{
+			FsName:       "rampart",
+			Name:         "rampart",
+			MaxWrite:     1 << 20,
+			MaxReadAhead: 1 << 20,
+			Debug:        debug,
+		},
+	})
+}
+
+func errno(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		return en
+	}
+	return syscall.EIO
+}
+
+func fillAttr(a *proto.Attr, out *fuse.Attr) {
+	out.Ino = a.Ino
+	out.Mode = a.Mode
+	out.Nlink = a.Nlink
+	out.Uid, out.Gid = a.Uid, a.Gid
+	out.Rdev = a.Rdev
+	out.Size = a.Size
+	out.Blocks = (a.Size + 511) / 512
+	out.Blksize = 1 << 16
+	out.Atime, out.Atimensec = uint64(a.Atime/1e9), uint32(a.Atime%1e9)
+	out.Mtime, out.Mtimensec = uint64(a.Mtime/1e9), uint32(a.Mtime%1e9)
+	out.Ctime, out.Ctimensec = uint64(a.Ctime/1e9), uint32(a.Ctime%1e9)
+}
+
+func (n *Node) child(ctx context.Context, a *proto.Attr, out *fuse.EntryOut) *fs.Inode {
+	fillAttr(a, &out.Attr)
+	return n.NewInode(ctx, &Node{c: n.c, ino: a.Ino}, fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino})
+}
+
+// Lookup finds a child.
+func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	a, err := n.c.Lookup(ctx, n.ino, name)
+	if err != nil {
+		return nil, errno(err)
+	}
+	return n.child(ctx, a, out), 0
+}
+
+// Getattr returns the attributes, counting buffered writes in the size.
+func (n *Node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	a, err := n.c.Getattr(ctx, n.ino)
+	if err != nil {
+		return errno(err)
+	}
+	fillAttr(a, &out.Attr)
+	n.mu.Lock()
+	if end := uint64(n.bufOff) + uint64(len(n.buf)); len(n.buf) > 0 && end > out.Size {
+		out.Size = end
+	}
+	n.mu.Unlock()
+	return 0
+}
+
+// Setattr changes mode, owner, size or times.
+func (n *Node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if err := n.flush(ctx); err != 0 {
+		return err
+	}
+	var s client.SetAttr
+	if v, ok := in.GetMode(); ok {
+		s.Valid |= proto.SetMode
+		s.Mode = v
+	}
+	if v, ok := in.GetUID(); ok {
+		s.Valid |= proto.SetUid
+		s.Uid = v
+	}
+	if v, ok := in.GetGID(); ok {
+		s.Valid |= proto.SetGid
+		s.Gid = v
+	}
+	if v, ok := in.GetSize(); ok {
+		s.Valid |= proto.SetSize
+		s.Size = v
+	}
+	if v, ok := in.GetATime(); ok {
+		s.Valid |= proto.SetAtime
+		s.Atime = v.UnixNano()
+	}
+	if v, ok := in.GetMTime(); ok {
+		s.Valid |= proto.SetMtime
+		s.Mtime = v.UnixNano()
+	}
+	a, err := n.c.Setattr(ctx, n.ino, s)
+	if err != nil {
+		return errno(err)
+	}
+	fillAttr(a, &out.Attr)
+	return 0
+}
+
+// Readdir lists the directory.
+func (n *Node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	ents, err := n.c.Readdir(ctx, n.ino)
+	if err != nil {
+		return nil, errno(err)
+	}
+	list := make([]fuse.DirEntry, 0, len(ents))
+	for _, e := range ents {
+		list = append(list, fuse.DirEntry{Name: e.Name, Ino: e.Ino})
+	}
+	return fs.NewListDirStream(list), 0
+}
+
+func (n *Node) create(ctx context.Context, name string, nd proto.Node, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if caller, ok := fuse.FromContext(ctx); ok {
+		nd.Uid, nd.Gid = caller.Uid, caller.Gid
+	}
+	a, err := n.c.Create(ctx, n.ino, name, nd)
+	if err != nil {
+		return nil, errno(err)
+	}
+	return n.child(ctx, a, out), 0
+}
+
+// Create makes and opens a regular file.
+func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	in, err := n.create(ctx, name, proto.Node{Mode: syscall.S_IFREG | mode&07777}, out)
+	return in, nil, 0, err
+}
+
+// Mkdir makes a directory.
+func (n *Node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return n.create(ctx, name, proto.Node{Mode: syscall.S_IFDIR | mode&07777}, out)
+}
+
+// Mknod makes a special file (fifo, socket, device).
+func (n *Node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return n.create(ctx, name, proto.Node{Mode: mode, Rdev: dev}, out)
+}
+
+// Symlink makes a symbolic link.
+func (n *Node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return n.create(ctx, name, proto.Node{Mode: syscall.S_IFLNK | 0o777, Target: target}, out)
+}
+
+// Readlink returns a symlink's target.
+func (n *Node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	a, err := n.c.Getattr(ctx, n.ino)
+	if err != nil {
+		return nil, errno(err)
+	}
+	return []byte(a.Target), 0
+}
+
+// Unlink removes a file.
+func (n *Node) Unlink(ctx context.Context, name string) syscall.Errno {
+	return errno(n.c.Unlink(ctx, n.ino, name, false))
+}
+
+// Rmdir removes an empty directory.
+func (n *Node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	return errno(n.c.Unlink(ctx, n.ino, name, true))
+}
+
+// Open opens a file; O_TRUNC truncates it.
+func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_TRUNC != 0 {
+		if err := n.flush(ctx); err != 0 {
+			return nil, 0, err
+		}
+		if _, err := n.c.Setattr(ctx, n.ino, client.SetAttr{Valid: proto.SetSize}); err != nil {
+			return nil, 0, errno(err)
+		}
+	}
+	return nil, 0, 0
+}
+
+// Read flushes pending writes, then reads from the chunkservers.
+func (n *Node) Read(ctx context.Context, _ fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if err := n.flush(ctx); err != 0 {
+		return nil, err
+	}
+	got, err := n.c.ReadAt(ctx, n.ino, dest, off)
+	if err != nil {
+		return nil, errno(err)
+	}
+	return fuse.ReadResultData(dest[:got]), 0
+}
+
+// Write buffers sequential writes and sends them in WriteBuffer pieces.
+func (n *Node) Write(ctx context.Context, _ fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.buf) > 0 && off != n.bufOff+int64(len(n.buf)) {
+		if err := n.flushLocked(ctx); err != 0 {
+			return 0, err
+		}
+	}
+	if len(n.buf) == 0 {
+		n.bufOff = off
+		if n.buf == nil {
+			n.buf = make([]byte, 0, WriteBuffer)
+		}
+	}
+	n.buf = append(n.buf, data...)
+	if len(n.buf) >= WriteBuffer {
+		if err := n.flushLocked(ctx); err != 0 {
+			return 0, err
+		}
+	}
+	return uint32(len(data)), 0
+}
+
+func (n *Node) flush(ctx context.Context) syscall.Errno {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.flushLocked(ctx)
+}
+
+func (n *Node) flushLocked(ctx context.Context) syscall.Errno {
+	if len(n.buf) == 0 {
+		return 0
+	}
+	err := n.c.WriteAt(ctx, n.ino, n.buf, n.bufOff)
+	n.buf = n.buf[:0]
+	return errno(err)
+}
+
+// Flush sends pending writes at close, so close reports write errors.
+func (n *Node) Flush(ctx context.Context, _ fs.FileHandle) syscall.Errno { return n.flush(ctx) }
+
+// Fsync sends pending writes; chunkservers acknowledge only replicated data.
+func (n *Node) Fsync(ctx context.Context, _ fs.FileHandle, _ uint32) syscall.Errno {
+	return n.flush(ctx)
+}
+
+// Rename moves a child, replacing an existing entry unless RENAME_NOREPLACE;
+// RENAME_EXCHANGE is not supported yet (EINVAL).
+func (n *Node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	np, ok := newParent.(*Node)
+	if !ok {
+		return syscall.EXDEV
+	}
+	return errno(n.c.Rename(ctx, n.ino, name, np.ino, newName, flags))
+}
+
+// Link adds a hard link to target named name.
+func (n *Node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	t, ok := target.(*Node)
+	if !ok {
+		return nil, syscall.EXDEV
+	}
+	if err := t.flush(ctx); err != 0 {
+		return nil, err
+	}
+	a, err := n.c.Link(ctx, t.ino, n.ino, name)
+	if err != nil {
+		return nil, errno(err)
+	}
+	return n.child(ctx, a, out), 0
+}

@@ -1,0 +1,200 @@
+package proto
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+)
+
+// ErrClosed is returned by calls on a closed client connection.
+var ErrClosed = errors.New("proto: connection closed")
+
+// Client multiplexes requests over one connection: each Call gets a request id
+// and waits for the reply frame carrying it, so many calls are in flight at once.
+type Client struct {
+	conn net.Conn
+
+	wmu sync.Mutex
+	bw  *bufio.Writer
+
+	mu      sync.Mutex
+	nextID  uint32
+	pending map[uint32]chan *Frame
+	err     error // set once the reader stops
+}
+
+// Dial connects to addr.
+func Dial(ctx context.Context, addr string) (*Client, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return NewClient(c), nil
+}
+
+// NewClient starts a client over an established connection.
+func NewClient(conn net.Conn) *Client {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	c := &Client{conn: conn, bw: bufio.NewWriterSize(conn, 256<<10), pending: map[uint32]chan *Frame{}}
+	go c.readLoop()
+	return c
+}
+
+func (c *Client) readLoop() {
+	br := bufio.NewReaderSize(c.conn, 256<<10)
+	for {
+		f, err := ReadFrame(br)
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		c.mu.Lock()
+		ch := c.pending[f.ID]
+		delete(c.pending, f.ID)
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- f
+		}
+	}
+}
+
+func (c *Client) fail(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+			err = ErrClosed
+		}
+		c.err = fmt.Errorf("connection to %s: %w", c.conn.RemoteAddr(), err)
+	}
+	for id, ch := range c.pending {
+		close(ch)
+		delete(c.pending, id)
+	}
+	_ = c.conn.Close()
+}
+
+// Err returns why the connection stopped, or nil while it works.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Close closes the connection; pending calls fail with ErrClosed.
+func (c *Client) Close() error {
+	c.fail(ErrClosed)
+	return nil
+}
+
+// Call sends a request and waits for its reply payload. An error reply comes
+// back as an *ErrorReply.
+func (c *Client) Call(ctx context.Context, t MsgType, payload []byte) ([]byte, error) {
+	ch := make(chan *Frame, 1)
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return nil, err
+	}
+	c.nextID++
+	id := c.nextID
+	c.pending[id] = ch
+	c.mu.Unlock()
+
+	c.wmu.Lock()
+	err := WriteFrame(c.bw, &Frame{Type: t, ID: id, Payload: payload})
+	if err == nil {
+		err = c.bw.Flush()
+	}
+	c.wmu.Unlock()
+	if err != nil {
+		c.fail(err)
+		return nil, fmt.Errorf("send %s: %w", t, err)
+	}
+	select {
+	case f, ok := <-ch:
+		if !ok {
+			return nil, fmt.Errorf("%s: %w", t, c.Err())
+		}
+		if f.IsError() {
+			var er ErrorReply
+			if err := er.Decode(f.Payload); err != nil {
+				return nil, fmt.Errorf("%s: %w", t, err)
+			}
+			return nil, &er
+		}
+		return f.Payload, nil
+	case <-ctx.Done():
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+		return nil, fmt.Errorf("%s: %w", t, ctx.Err())
+	}
+}
+
+// Handler answers one request: the reply payload, or an error sent as an
+// ErrorReply.
+type Handler func(ctx context.Context, f *Frame) ([]byte, error)
+
+// ServeConn reads requests from conn and answers each in its own goroutine
+// until the connection fails or ctx is cancelled. A malformed frame closes the
+// connection; a handler error becomes an error reply.
+func ServeConn(ctx context.Context, conn net.Conn, h Handler, log *slog.Logger) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { <-ctx.Done(); _ = conn.Close() }()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	br := bufio.NewReaderSize(conn, 256<<10)
+	bw := bufio.NewWriterSize(conn, 256<<10)
+	var wmu sync.Mutex
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		f, err := ReadFrame(br)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
+				log.Debug("dfs connection closed", "peer", conn.RemoteAddr().String(), "err", err)
+			}
+			return
+		}
+		if f.IsReply() {
+			log.Debug("dfs peer sent a reply as a request", "peer", conn.RemoteAddr().String(), "type", f.Type.String())
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := h(ctx, f)
+			rf := &Frame{Type: f.Type, ID: f.ID, Flags: FlagReply, Payload: out}
+			if err != nil {
+				var e Enc
+				NewErrorReply(err).Encode(&e)
+				rf.Flags |= FlagError
+				rf.Payload = e.B
+			}
+			wmu.Lock()
+			defer wmu.Unlock()
+			if err := WriteFrame(bw, rf); err != nil {
+				cancel()
+				return
+			}
+			if err := bw.Flush(); err != nil {
+				cancel()
+			}
+		}()
+	}
+}
+
+// LocalAddr returns the local address of the connection.
+func (c *Client) LocalAddr() net.Addr { return c.conn.LocalAddr() }

@@ -1,0 +1,308 @@
+package raid
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/klauspost/reedsolomon"
+
+	"github.com/rampart-storage/rampart/internal/blockdev"
+)
+
+// CreateOptions describe a new array.
+type CreateOptions struct {
+	Level int
+	Chunk int64 // bytes (0: 64 KiB)
+	Name  string
+	// NoJournal leaves the RAID-5/6 write hole open (PolicyNone).
+	NoJournal bool
+	// IntentJournal logs only the intent of full-stripe writes (PolicyIntentJournal);
+	// the default journals all data (PolicyJournal).
+	IntentJournal bool
+	JournalSlots  int // 0: 32
+	// WriteMostly lists member indexes (RAID-1/10) that reads avoid.
+	WriteMostly []int
+	// Force creates over members that already carry a superblock.
+	Force bool
+	// AssumeClean skips zeroing the members' data areas.
+	AssumeClean bool
+}
+
+// ReadSuperblock reads and decodes the superblock at the start of dev.
+func ReadSuperblock(dev blockdev.Device) (*Superblock, error) {
+	b := make([]byte, SuperblockSize)
+	if _, err := dev.ReadAt(b, 0); err != nil {
+		return nil, err
+	}
+	return UnmarshalSuperblock(b)
+}
+
+// Create writes superblocks to members (nil Dev: created missing) and zeroes the data
+// areas so that parity and mirrors start consistent. It refuses, naming them, members
+// that already carry a rampart superblock unless opts.Force.
+func Create(members []Member, opts CreateOptions) error {
+	if opts.Chunk == 0 {
+		opts.Chunk = 64 << 10
+	}
+	if opts.JournalSlots == 0 {
+		opts.JournalSlots = 32
+	}
+	bs, minSize := 0, int64(-1)
+	var carrying []string
+	for _, m := range members {
+		if m.Dev == nil {
+			continue
+		}
+		if bs == 0 {
+			bs = m.Dev.BlockSize()
+		}
+		if m.Dev.BlockSize() != bs {
+			return fmt.Errorf("create: member %s has block size %d, others %d: %w", m.Name, m.Dev.BlockSize(), bs, ErrBadGeometry)
+		}
+		if minSize < 0 || m.Dev.Size() < minSize {
+			minSize = m.Dev.Size()
+		}
+		if _, err := ReadSuperblock(m.Dev); !errors.Is(err, ErrNoSuperblock) {
+			carrying = append(carrying, m.Name)
+		}
+	}
+	if bs == 0 {
+		return fmt.Errorf("create: no member present: %w", ErrBadGeometry)
+	}
+	if len(carrying) > 0 && !opts.Force {
+		return fmt.Errorf("create: %s: %w (creating would destroy it; use --force)", joinNames(carrying), ErrHasSuperblock)
+	}
+	g := geometry{level: opts.Level, n: len(members), chunk: opts.Chunk, bs: bs}
+	policy := PolicyNone
+	jOff, jBytes := int64(SuperblockSize), int64(0)
+	if g.parity() > 0 && !opts.NoJournal {
+		policy = PolicyJournal
+		if opts.IntentJournal {
+			policy = PolicyIntentJournal
+		}
+		jBytes = int64(opts.JournalSlots) * (journalHeader + g.chunk)
+	}
+	g.dataOff = (jOff + jBytes + g.chunk - 1) / g.chunk * g.chunk
+	if minSize > g.dataOff {
+		g.dataSize = (minSize - g.dataOff) / g.chunk * g.chunk
+	}
+	if err := g.validate(); err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	a := &Array{
+		log: slog.New(slog.DiscardHandler), g: g, uuid: newUUID(), name: opts.Name, policy: policy,
+		jOff: jOff, jSlots: opts.JournalSlots, ctime: uint64(time.Now().Unix()),
+	}
+	if a.name == "" {
+		a.name = a.uuid.String()[:8]
+	}
+	a.roles = make([]*member, g.n)
+	wm := map[int]bool{}
+	for _, i := range opts.WriteMostly {
+		wm[i] = true
+	}
+	for i, m := range members {
+		if m.Dev == nil {
+			continue
+		}
+		mm := &member{dev: m.Dev, name: m.Name, uuid: newUUID()}
+		if wm[i] {
+			mm.flags |= FlagWriteMostly
+		}
+		mm.state.Store(uint32(RoleActive))
+		a.roles[i] = mm
+		if !opts.AssumeClean {
+			if err := blockdev.WriteZeroes(m.Dev, g.dataOff, g.dataSize); err != nil {
+				return fmt.Errorf("create: zero member %s: %w", m.Name, err)
+			}
+		}
+		if jBytes > 0 {
+			if err := blockdev.WriteZeroes(m.Dev, jOff, jBytes); err != nil {
+				return fmt.Errorf("create: zero journal of member %s: %w", m.Name, err)
+			}
+		}
+	}
+	a.clean.Store(true)
+	a.events = 1
+	a.mu.Lock()
+	a.writeSuperblocksLocked()
+	a.mu.Unlock()
+	for _, m := range a.roles {
+		if m != nil && m.st() == RoleFaulty {
+			return fmt.Errorf("create: writing the superblock of %s failed", m.name)
+		}
+	}
+	return nil
+}
+
+// AssembleOptions tune Assemble.
+type AssembleOptions struct {
+	Logger   *slog.Logger
+	ReadOnly bool
+	// DropStale assembles without stale members instead of refusing them.
+	DropStale bool
+	// MinSpeed and MaxSpeed throttle rebuilds (bytes/s; defaults 1 MiB/s and unlimited).
+	MinSpeed, MaxSpeed int64
+	// NoAutoRebuild leaves present spares idle.
+	NoAutoRebuild bool
+}
+
+// Assemble starts an array from its members' superblocks. Members may come in any
+// order; a nil Dev marks a member known to be missing. Members of another array or
+// stale members (the freshest superblock no longer lists them as active) are refused,
+// named in the error. The journal is replayed and an unclean array resynced before
+// Assemble returns; rebuilds onto spares run in the background, bound to ctx.
+func Assemble(ctx context.Context, members []Member, opts AssembleOptions) (*Array, error) {
+	type found struct {
+		m  Member
+		sb *Superblock
+	}
+	var fs []found
+	var fresh *Superblock
+	for _, m := range members {
+		if m.Dev == nil {
+			continue
+		}
+		sb, err := ReadSuperblock(m.Dev)
+		if err != nil {
+			return nil, fmt.Errorf("assemble: member %s: %w", m.Name, err)
+		}
+		fs = append(fs, found{m, sb})
+		if fresh == nil || sb.Events > fresh.Events {
+			fresh = sb
+		}
+	}
+	if fresh == nil {
+		return nil, fmt.Errorf("assemble: no member present: %w", ErrFailed)
+	}
+	var foreign, stale []string
+	for _, f := range fs {
+		if f.sb.ArrayUUID != fresh.ArrayUUID {
+			foreign = append(foreign, fmt.Sprintf("%s (array %s)", f.m.Name, f.sb.ArrayUUID))
+		}
+	}
+	if len(foreign) > 0 {
+		return nil, fmt.Errorf("assemble array %s: %s: %w", fresh.ArrayUUID, joinNames(foreign), ErrForeign)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	g := geometry{level: int(fresh.Level), n: int(fresh.RaidDevices), chunk: int64(fresh.Chunk), bs: int(fresh.BlockSize),
+		dataOff: int64(fresh.DataOffset), dataSize: int64(fresh.DataSize)}
+	if err := g.validate(); err != nil {
+		return nil, fmt.Errorf("assemble array %s: %w", fresh.ArrayUUID, err)
+	}
+	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a := &Array{
+		log: log, g: g, uuid: fresh.ArrayUUID, name: fresh.Name, policy: fresh.Policy,
+		jOff: int64(fresh.JournalOff), jSlots: int(fresh.JournalSlots), ctime: fresh.CTime,
+		readOnly: opts.ReadOnly, roles: make([]*member, g.n), events: fresh.Events,
+		ctx: cctx, cancel: cancel, MinSpeed: opts.MinSpeed, MaxSpeed: opts.MaxSpeed,
+	}
+	if a.MinSpeed == 0 {
+		a.MinSpeed = 1 << 20
+	}
+	a.clean.Store(true)
+	for _, f := range fs {
+		if !f.sb.Clean {
+			a.clean.Store(false)
+		}
+		mm := &member{dev: f.m.Dev, name: f.m.Name, uuid: f.sb.DeviceUUID}
+		if f.m.Dev.Size() < g.dataOff+g.dataSize || f.m.Dev.BlockSize() != g.bs {
+			cancel()
+			return nil, fmt.Errorf("assemble array %s: member %s is smaller than the array's members or has another block size: %w", a.name, f.m.Name, ErrBadGeometry)
+		}
+		if f.sb.Role == RoleSpare {
+			a.spares = append(a.spares, mm)
+			continue
+		}
+		e := fresh.Roles[f.sb.Role]
+		if e.Device != f.sb.DeviceUUID || (e.State != RoleActive && e.State != RoleRebuilding) {
+			stale = append(stale, fmt.Sprintf("%s (role %d, events %d < %d)", f.m.Name, f.sb.Role, f.sb.Events, fresh.Events))
+			continue
+		}
+		if a.roles[f.sb.Role] != nil {
+			cancel()
+			return nil, fmt.Errorf("assemble array %s: members %s and %s both claim role %d", a.name, a.roles[f.sb.Role].name, f.m.Name, f.sb.Role)
+		}
+		mm.flags = e.Flags
+		// A rebuild interrupted by a stop starts over.
+		mm.state.Store(uint32(e.State))
+		a.roles[f.sb.Role] = mm
+	}
+	if len(stale) > 0 && !opts.DropStale {
+		cancel()
+		return nil, fmt.Errorf("assemble array %s: %s: %w (it missed updates; add it back to rebuild it)", a.name, joinNames(stale), ErrStale)
+	}
+	if g.parity() == 2 {
+		enc, err := reedsolomon.New(g.dataDisks(), 2)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("assemble array %s: %w", a.name, err)
+		}
+		a.enc = enc
+	}
+	a.mu.Lock()
+	a.checkFailedLocked()
+	a.mu.Unlock()
+	if a.failed.Load() {
+		cancel()
+		return nil, fmt.Errorf("assemble array %s: %d of %d members usable: %w", a.name, a.activeCount(), g.n, ErrFailed)
+	}
+	if err := a.recover(); err != nil {
+		cancel()
+		return nil, fmt.Errorf("assemble array %s: %w", a.name, err)
+	}
+	if !a.readOnly {
+		a.mu.Lock()
+		a.events++
+		a.writeSuperblocksLocked()
+		if !opts.NoAutoRebuild {
+			for r, m := range a.roles {
+				if m != nil && m.st() == RoleRebuilding {
+					a.startRebuildLocked(r, m)
+				}
+			}
+			a.startSpareLocked()
+		}
+		a.mu.Unlock()
+	}
+	return a, nil
+}
+
+func (a *Array) activeCount() int {
+	n := 0
+	for _, m := range a.snapshot() {
+		if m != nil && m.st() == RoleActive {
+			n++
+		}
+	}
+	return n
+}
+
+// recover replays the journal and resyncs an array that was not shut down cleanly.
+func (a *Array) recover() error {
+	if a.readOnly {
+		return nil
+	}
+	if a.journaled() {
+		if err := a.replayJournal(); err != nil {
+			return err
+		}
+	}
+	for _, m := range a.roles {
+		if m != nil && m.st() == RoleRebuilding {
+			m.recovered.Store(0)
+		}
+	}
+	if a.clean.Load() || a.g.level == 0 || a.journaled() {
+		return nil
+	}
+	a.log.Warn("raid array was not shut down cleanly: resyncing", "array", a.name)
+	_, err := a.scrub(a.ctx, true, nil)
+	return err
+}

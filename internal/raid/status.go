@@ -1,0 +1,122 @@
+package raid
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// MemberStatus describes one role or spare.
+type MemberStatus struct {
+	Role        int // -1 for a spare
+	Name        string
+	State       RoleState
+	WriteMostly bool
+}
+
+// Recovery is the progress of a rebuild.
+type Recovery struct {
+	Member      string
+	Done, Total int64
+	Speed       float64 // bytes/s
+	Finish      time.Duration
+}
+
+// Status is a snapshot of a running array.
+type Status struct {
+	Name        string
+	UUID        UUID
+	Level       int
+	RaidDevices int
+	Active      int
+	Chunk       int64
+	Size        int64
+	Clean       bool
+	Failed      bool
+	Events      uint64
+	Policy      uint32
+	Members     []MemberStatus
+	Recovery    *Recovery
+}
+
+// Status reports the array's state.
+func (a *Array) Status() Status {
+	a.mu.Lock()
+	st := Status{Name: a.name, UUID: a.uuid, Level: a.g.level, RaidDevices: a.g.n, Chunk: a.g.chunk,
+		Size: a.Size(), Clean: a.clean.Load(), Failed: a.failed.Load(), Events: a.events, Policy: a.policy}
+	for r, m := range a.roles {
+		ms := MemberStatus{Role: r, State: RoleMissing}
+		if m != nil {
+			ms.Name, ms.State, ms.WriteMostly = m.name, m.st(), m.flags&FlagWriteMostly != 0
+			if ms.State == RoleActive {
+				st.Active++
+			}
+		}
+		st.Members = append(st.Members, ms)
+	}
+	for _, m := range a.spares {
+		st.Members = append(st.Members, MemberStatus{Role: -1, Name: m.name, State: RoleMissing})
+	}
+	a.mu.Unlock()
+	a.rb.mu.Lock()
+	if a.rb.active {
+		el := time.Since(a.rb.started).Seconds()
+		rec := &Recovery{Member: a.rb.member, Done: a.rb.done, Total: a.rb.total}
+		if el > 0 {
+			rec.Speed = float64(rec.Done) / el
+		}
+		if rec.Speed > 0 {
+			rec.Finish = time.Duration(float64(rec.Total-rec.Done) / rec.Speed * float64(time.Second))
+		}
+		st.Recovery = rec
+	}
+	a.rb.mu.Unlock()
+	return st
+}
+
+// String formats the status like /proc/mdstat.
+func (st Status) String() string {
+	var b strings.Builder
+	state := "active"
+	if st.Failed {
+		state = "FAILED"
+	}
+	fmt.Fprintf(&b, "%s : %s raid%d", st.Name, state, st.Level)
+	for _, m := range st.Members {
+		if m.Name == "" {
+			continue
+		}
+		fmt.Fprintf(&b, " %s", m.Name)
+		if m.Role < 0 {
+			b.WriteString("(S)")
+		} else {
+			fmt.Fprintf(&b, "[%d]", m.Role)
+		}
+		if m.WriteMostly {
+			b.WriteString("(W)")
+		}
+		if m.State == RoleFaulty {
+			b.WriteString("(F)")
+		}
+	}
+	fmt.Fprintf(&b, "\n      %d blocks level %d, %dk chunk [%d/%d] [", st.Size/1024, st.Level, st.Chunk/1024, st.RaidDevices, st.Active)
+	for _, m := range st.Members {
+		if m.Role < 0 {
+			continue
+		}
+		if m.State == RoleActive {
+			b.WriteByte('U')
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	b.WriteString("]\n")
+	if r := st.Recovery; r != nil {
+		frac := float64(r.Done) / float64(max(r.Total, 1))
+		bar := int(frac * 20)
+		fmt.Fprintf(&b, "      [%s>%s]  recovery = %.1f%% (%d/%d) finish=%.1fmin speed=%.0fK/sec\n",
+			strings.Repeat("=", bar), strings.Repeat(".", 20-bar), frac*100, r.Done/1024, r.Total/1024,
+			r.Finish.Minutes(), r.Speed/1024)
+	}
+	return b.String()
+}
