@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rampart-storage/rampart/internal/iscsi/initiator"
+	"github.com/rampart-storage/rampart/internal/testutil"
 )
 
 // cutProxy forwards TCP to a target and can "cut the cable": while cut it forwards
@@ -102,13 +103,14 @@ func itoa(n uint64) string {
 	return string(b)
 }
 
-// targetURL is the LUN the tests run against: RAMPART_TEST_ISCSI_URL (its data is
-// overwritten), for example Debian's tgt started by ../shared/peers/tgt.sh.
+// targetURL is the LUN the tests run against: RAMPART_TEST_ISCSI_URL when set (its data
+// is overwritten; e.g. Debian's tgt from ../shared/peers/tgt.sh), else rampart's own
+// target serving a fresh file in this process.
 func targetURL(t *testing.T) initiator.URL {
 	t.Helper()
 	raw := os.Getenv("RAMPART_TEST_ISCSI_URL")
 	if raw == "" {
-		t.Skip("RAMPART_TEST_ISCSI_URL not set")
+		raw = testutil.StartTarget(t, 64<<20)
 	}
 	u, err := initiator.ParseURL(raw)
 	if err != nil {

@@ -25,26 +25,6 @@ func (s *Session) Execute(ctx context.Context, lun uint64, cdb, dataOut, dataIn 
 	}
 	t := &task{lun: lun, dataIn: dataIn, dataOut: dataOut, done: make(chan struct{})}
 	var p iscsi.PDU
-	s.mu.Lock()
-	for s.err == nil && serialLess(s.maxCmdSN, s.cmdSN) {
-		s.window.Wait()
-	}
-	if s.err != nil {
-		err := s.err
-		s.mu.Unlock()
-		return Result{}, err
-	}
-	t.itt = s.nextITT
-	s.nextITT++
-	if s.nextITT == iscsi.ReservedTag {
-		s.nextITT = 1
-	}
-	cmdSN := s.cmdSN
-	s.cmdSN++
-	s.tasks[t.itt] = t
-	expSN := s.expSN
-	s.mu.Unlock()
-
 	p.BHS[0] = byte(iscsi.OpSCSICommand)
 	p.BHS[1] = iscsi.FlagFinal | 1 // task attribute SIMPLE
 	if dataIn != nil {
@@ -54,27 +34,66 @@ func (s *Session) Execute(ctx context.Context, lun uint64, cdb, dataOut, dataIn 
 		p.BHS[1] |= iscsi.FlagWrite
 	}
 	p.SetLUN(EncodeLUN(lun))
-	p.SetU32(16, t.itt)
 	p.SetU32(20, uint32(len(dataIn)+len(dataOut)))
-	p.SetU32(24, cmdSN)
-	p.SetU32(28, expSN)
 	copy(p.BHS[32:48], cdb)
-
 	// Unsolicited data (up to FirstBurstLength): immediate data in the command PDU when
 	// ImmediateData=Yes, then Data-Out PDUs when InitialR2T=No; the rest waits for R2Ts.
-	pdus := []*iscsi.PDU{&p}
-	if pr := s.params; len(dataOut) > 0 && (pr.ImmediateData || !pr.InitialR2T) {
-		unsolicited := min(len(dataOut), int(pr.FirstBurstLength))
-		imm := 0
+	pr := s.params
+	unsolicited, imm := 0, 0
+	if len(dataOut) > 0 && (pr.ImmediateData || !pr.InitialR2T) {
+		unsolicited = min(len(dataOut), int(pr.FirstBurstLength))
 		if pr.ImmediateData {
 			imm = min(unsolicited, int(pr.MaxRecvDataSegmentLength))
 			p.Data = dataOut[:imm]
 		}
-		if !pr.InitialR2T && imm < unsolicited {
-			pdus = append(pdus, s.dataOutPDUs(t, iscsi.ReservedTag, imm, unsolicited-imm)...)
+	}
+	// Commands must leave in CmdSN order (RFC 7143 4.2.2.1): the CmdSN is taken and the
+	// PDUs written under the write lock. Waiting for the window happens without it, so
+	// Data-Out answering R2Ts keeps flowing meanwhile.
+	for {
+		s.wmu.Lock()
+		s.mu.Lock()
+		if s.err != nil {
+			err := s.err
+			s.mu.Unlock()
+			s.wmu.Unlock()
+			return Result{}, err
+		}
+		if !serialLess(s.maxCmdSN, s.cmdSN) {
+			break // s.wmu and s.mu held
+		}
+		s.mu.Unlock()
+		s.wmu.Unlock()
+		s.mu.Lock()
+		for s.err == nil && serialLess(s.maxCmdSN, s.cmdSN) {
+			s.window.Wait()
+		}
+		s.mu.Unlock()
+	}
+	t.itt = s.nextITT
+	s.nextITT++
+	if s.nextITT == iscsi.ReservedTag {
+		s.nextITT = 1
+	}
+	p.SetU32(16, t.itt)
+	p.SetU32(24, s.cmdSN)
+	p.SetU32(28, s.expSN)
+	s.cmdSN++
+	s.tasks[t.itt] = t
+	s.mu.Unlock()
+	err := iscsi.WritePDU(s.bw, &p, s.dig)
+	if err == nil && !pr.InitialR2T && imm < unsolicited {
+		for _, q := range s.dataOutPDUs(t, iscsi.ReservedTag, imm, unsolicited-imm) {
+			if err = iscsi.WritePDU(s.bw, q, s.dig); err != nil {
+				break
+			}
 		}
 	}
-	if err := s.send(pdus...); err != nil {
+	if err == nil {
+		err = s.bw.Flush()
+	}
+	s.wmu.Unlock()
+	if err != nil {
 		s.fail(err)
 	}
 	select {
