@@ -26,7 +26,7 @@ perf_mib=$(awk -v i="$perf" 'BEGIN{printf "%.1f", i*128/1024}')
 bin/rampart attach --nbd 127.0.0.1:$nport --name lun --status-dir "$work/status" "$url" 2>"$work/a.log" & pids+=($!)
 for _ in $(seq 50); do nbdinfo nbd://127.0.0.1:$nport/lun >/dev/null 2>&1 && break; sleep 0.1; done
 fiobw() { fio --name=b --size=${size}M --runtime="$secs" --time_based --output-format=json "$@" 2>/dev/null |
-  python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; print("%.1f" % ((j["read"]["bw"]+j["write"]["bw"])/1024))'; }
+  python3 -c 'import json,sys; s=sys.stdin.read(); j=json.loads(s[s.index("{"):])["jobs"][0]; print("%.1f" % ((j["read"]["bw"]+j["write"]["bw"])/1024))'; }
 nbd_r=$(fiobw --ioengine=nbd --uri=nbd://127.0.0.1:$nport/lun --rw=read --bs=1M --iodepth=8)
 nbd_w=$(fiobw --ioengine=nbd --uri=nbd://127.0.0.1:$nport/lun --rw=write --bs=1M --iodepth=8)
 fuse_r=-; fuse_w=-
