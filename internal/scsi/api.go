@@ -133,3 +133,13 @@ func (Dispatcher) Execute(ctx context.Context, luns LUNMap, cmd *Command, resp *
 //	(*LogicalUnit).NexusLost(nexus)      the nexus is gone (session closed): drop its UAs,
 //	                                     release its RESERVE; persistent reservations stay
 //	(*LogicalUnit).AbortTaskSet(nexus)   ABORT TASK SET / CLEAR TASK SET bookkeeping
+
+// TransferTooLong fills resp for a command whose expected transfer length is more than
+// the transport accepts: CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB, with
+// nothing transferred. The transport answers the command with it instead of rejecting
+// the PDU, so the initiator sees a SCSI error it can act on.
+func TransferTooLong(resp *Response, expected uint32) {
+	c := &checkCond{status: StatusCheckCondition, key: senseIllegalRequest, asc: ascInvalidFieldCDB}
+	c.fill(resp)
+	resp.Underflow, resp.Overflow, resp.Residual = expected > 0, false, expected
+}

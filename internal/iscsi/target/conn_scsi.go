@@ -103,7 +103,7 @@ func (c *conn) scsiCommand(req *iscsi.PDU) {
 	write := flags&iscsi.FlagWrite != 0
 	immData := req.Data
 	p := &c.sess.params
-	if edtl > MaxTransferLength || uint32(len(immData)) > edtl || (len(immData) > 0 && (!write || !p.ImmediateData)) ||
+	if uint32(len(immData)) > edtl || (len(immData) > 0 && (!write || !p.ImmediateData)) ||
 		uint32(len(immData)) > p.FirstBurstLength {
 		c.reject(req, rejectInvalidField)
 		return
@@ -136,6 +136,16 @@ func (c *conn) scsiCommand(req *iscsi.PDU) {
 	c.mu.Lock()
 	c.tasks[t.itt] = t
 	c.mu.Unlock()
+	if edtl > MaxTransferLength {
+		// A well-formed command asking more than this target buffers: a SCSI error the
+		// initiator can act on, not a Reject (libiscsi stalls on a rejected command).
+		t.cmd.ExpectedDataIn = 0
+		scsi.TransferTooLong(&t.resp, edtl)
+		m := newMsg(iscsi.OpSCSIResponse, statAdvance)
+		m.task = t
+		c.send(m)
+		return
+	}
 	if !write || edtl == 0 {
 		c.execute(t)
 		return

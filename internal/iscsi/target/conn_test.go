@@ -377,3 +377,29 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestTransferLongerThanTargetBuffers: a command expecting more than MaxTransferLength is
+// answered with CHECK CONDITION (ILLEGAL REQUEST, INVALID FIELD IN CDB) and the session
+// goes on; it is not rejected at the PDU level, which stalls libiscsi.
+func TestTransferLongerThanTargetBuffers(t *testing.T) {
+	s := startServer(t, testConfig("itmem:big:4194304"))
+	i := dial(t, s.Addrs()[0])
+	i.mustLogin(loginOpts{target: testIQN, initiator: testInit})
+	i.clearUA()
+	for _, read := range []bool{true, false} {
+		edtl := uint32(MaxTransferLength + 4096)
+		cdb := read10(0, 8)
+		if !read {
+			cdb[0] = 0x2a // WRITE(10)
+		}
+		p := i.cmdPDU(cdb, read, edtl, nil, true)
+		i.send(p)
+		r := i.readResult(p.ITT())
+		if r.status != 0x02 || len(r.sense) < 14 || r.sense[2]&0xf != 0x5 || r.sense[12] != 0x24 {
+			t.Errorf("read=%v: %d-byte transfer: status %#x sense % x, want CHECK CONDITION, ILLEGAL REQUEST, 24h", read, edtl, r.status, r.sense)
+		}
+	}
+	if r := i.read(0, 8); r.status != 0 {
+		t.Errorf("read after the refused commands: status %#x, want GOOD (the session goes on)", r.status)
+	}
+}
