@@ -7,14 +7,13 @@
 //
 // Reads and writes go straight to the Device (direct I/O: the kernel's page cache sits
 // in the loop device or file system above, not twice); fsync is the Device's Flush.
-// Unaligned requests are widened to whole blocks by read-modify-write under a lock.
+// Unaligned requests go through blockdev.Unaligned (read-modify-write of edge blocks).
 package fuseexport
 
 import (
 	"context"
 	"fmt"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 
@@ -40,7 +39,7 @@ func (r *root) OnAdd(ctx context.Context) {
 type file struct {
 	fs.Inode
 	dev blockdev.Device
-	mu  sync.Mutex // serialises read-modify-write of partial blocks
+	ua  *blockdev.Unaligned // byte-granular access: the kernel may send any offset
 }
 
 var (
@@ -80,60 +79,29 @@ func (f *file) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 }
 
 func (f *file) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	size := f.dev.Size()
+	size := f.ua.Dev.Size()
 	if off >= size {
 		return fuse.ReadResultData(nil), 0
 	}
 	n := min(int64(len(dest)), size-off)
-	bs := int64(f.dev.BlockSize())
-	start, end := off-off%bs, off+n
-	if r := end % bs; r != 0 {
-		end += bs - r
-	}
-	if start == off && end == off+n {
-		if _, err := f.dev.ReadAt(dest[:n], off); err != nil {
-			return nil, syscall.EIO
-		}
-		return fuse.ReadResultData(dest[:n]), 0
-	}
-	tmp := make([]byte, end-start)
-	if _, err := f.dev.ReadAt(tmp, start); err != nil {
+	if _, err := f.ua.ReadAt(dest[:n], off); err != nil {
 		return nil, syscall.EIO
 	}
-	return fuse.ReadResultData(tmp[off-start : off-start+n]), 0
+	return fuse.ReadResultData(dest[:n]), 0
 }
 
 func (f *file) Write(ctx context.Context, fh fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
-	size := f.dev.Size()
+	size := f.ua.Dev.Size()
 	if off >= size {
 		return 0, syscall.ENOSPC
 	}
 	if off+int64(len(data)) > size {
 		data = data[:size-off]
 	}
-	bs := int64(f.dev.BlockSize())
-	n := int64(len(data))
-	start, end := off-off%bs, off+n
-	if r := end % bs; r != 0 {
-		end += bs - r
-	}
-	if start == off && end == off+n {
-		if _, err := f.dev.WriteAt(data, off); err != nil {
-			return 0, syscall.EIO
-		}
-		return uint32(n), 0
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	tmp := make([]byte, end-start)
-	if _, err := f.dev.ReadAt(tmp, start); err != nil {
+	if _, err := f.ua.WriteAt(data, off, false); err != nil {
 		return 0, syscall.EIO
 	}
-	copy(tmp[off-start:], data)
-	if _, err := f.dev.WriteAt(tmp, start); err != nil {
-		return 0, syscall.EIO
-	}
-	return uint32(n), 0
+	return uint32(len(data)), 0
 }
 
 func (f *file) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscall.Errno {
@@ -147,7 +115,7 @@ func (f *file) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno { retu
 
 // Mount shows dev as mountpoint/name until the returned server is unmounted.
 func Mount(mountpoint, name string, dev blockdev.Device) (*fuse.Server, error) {
-	r := &root{name: name, file: &file{dev: dev}}
+	r := &root{name: name, file: &file{dev: dev, ua: &blockdev.Unaligned{Dev: dev}}}
 	timeout := time.Second
 	srv, err := fs.Mount(mountpoint, r, &fs.Options{
 		AttrTimeout:  &timeout,

@@ -33,7 +33,7 @@ func FuzzTransmission(f *testing.F) {
 	f.Add(b.Bytes())
 	dev := blockdev.NewMem(1<<20, 512)
 	f.Fuzz(func(t *testing.T, in []byte) {
-		tr := newTransmission(dev, bufio.NewReader(bytes.NewReader(in)), io.Discard, 4)
+		tr := newTransmission(&blockdev.Unaligned{Dev: dev}, bufio.NewReader(bytes.NewReader(in)), io.Discard, 4)
 		tr.run(context.Background())
 	})
 }

@@ -36,6 +36,7 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	exports map[string]*Export
+	ua      map[string]*blockdev.Unaligned // per export, shared by its connections
 	log     *slog.Logger
 	ln      net.Listener
 	ready   chan struct{}
@@ -57,13 +58,14 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 64
 	}
-	s := &Server{cfg: cfg, exports: map[string]*Export{}, log: cfg.Logger, ready: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+	s := &Server{cfg: cfg, exports: map[string]*Export{}, ua: map[string]*blockdev.Unaligned{}, log: cfg.Logger, ready: make(chan struct{}), conns: map[net.Conn]struct{}{}}
 	for i := range cfg.Exports {
 		e := &cfg.Exports[i]
 		if _, dup := s.exports[e.Name]; dup {
 			return nil, fmt.Errorf("nbd: export %q named twice", e.Name)
 		}
 		s.exports[e.Name] = e
+		s.ua[e.Name] = &blockdev.Unaligned{Dev: e.Device}
 	}
 	return s, nil
 }
@@ -155,7 +157,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) error {
 		return err
 	}
 	s.log.Debug("nbd export opened", "export", e.Name, "remote", c.RemoteAddr().String())
-	return newTransmission(e.Device, br, c, s.cfg.MaxInFlight).run(ctx)
+	return newTransmission(s.ua[e.Name], br, c, s.cfg.MaxInFlight).run(ctx)
 }
 
 // negotiate runs the fixed newstyle handshake and returns the export chosen, or nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"syscall"
 
@@ -17,18 +18,18 @@ import (
 // in its own goroutine (at most maxInFlight at once), and replies are written whole,
 // under a mutex, in the order requests finish (NBD matches them by handle).
 type transmission struct {
-	dev   blockdev.Device
-	r     *bufio.Reader
-	w     io.Writer
-	wmu   sync.Mutex
-	sem   chan struct{}
-	wg    sync.WaitGroup
-	bufs  sync.Pool
-	locks blockLocks // read-modify-write of partial blocks
+	dev  blockdev.Device
+	r    *bufio.Reader
+	w    io.Writer
+	wmu  sync.Mutex
+	sem  chan struct{}
+	wg   sync.WaitGroup
+	bufs sync.Pool
+	ua   *blockdev.Unaligned
 }
 
-func newTransmission(d blockdev.Device, r *bufio.Reader, w io.Writer, maxInFlight int) *transmission {
-	t := &transmission{dev: d, r: r, w: w, sem: make(chan struct{}, maxInFlight)}
+func newTransmission(ua *blockdev.Unaligned, r *bufio.Reader, w io.Writer, maxInFlight int) *transmission {
+	t := &transmission{dev: ua.Dev, ua: ua, r: r, w: w, sem: make(chan struct{}, maxInFlight)}
 	t.bufs.New = func() any { b := make([]byte, 0, 1<<20); return &b }
 	return t
 }
@@ -98,7 +99,7 @@ func (t *transmission) reply(handle uint64, errno uint32, data []byte) {
 		t.w.Write(h[:])
 		return
 	}
-	bufs := net_Buffers{h[:], data}
+	bufs := net.Buffers{h[:], data}
 	bufs.WriteTo(t.w)
 }
 
