@@ -5,7 +5,7 @@
 # (libiscsi-bin's iscsi-test-cu, tgt, fio, libnbd-bin, xfsprogs).
 # Idempotent: installs only what is missing. Without root it only checks.
 set -euo pipefail
-pkgs=(libiscsi-bin tgt fio libnbd-bin xfsprogs fuse3 iproute2 python3 ca-certificates git)
+pkgs=(libiscsi-bin tgt fio libnbd-bin xfsprogs fuse3 iproute2 util-linux bc python3 ca-certificates git)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ! command -v go >/dev/null && [ ! -x /usr/local/go/bin/go ]; then missing+=(golang-go); fi
