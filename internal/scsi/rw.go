@@ -103,9 +103,10 @@ func opWrite(t *task) *checkCond {
 	return t.lu.write(t, a, len(cdb))
 }
 
-// write is the body of WRITE and WRITE AND VERIFY: it writes whole blocks of the data
-// the initiator actually sent, at most what the CDB asks for.
-func (lu *LogicalUnit) write(t *task, a rwArgs, cdbLen int) *checkCond {
+// checkWriteArgs checks what every write-type command checks first: WRPROTECT (must be
+// 0), a writable unit, the LBA range, and the transfer length against the block limits
+// (lenIdx is the CDB byte of the transfer length, for the sense key specific pointer).
+func (lu *LogicalUnit) checkWriteArgs(a rwArgs, lenIdx int) *checkCond {
 	if a.flags&0xe0 != 0 {
 		return invalidCDB(1, 7)
 	}
@@ -116,7 +117,16 @@ func (lu *LogicalUnit) write(t *task, a rwArgs, cdbLen int) *checkCond {
 		return c
 	}
 	if a.n > lu.maxXfer {
-		return invalidCDB(lenField(cdbLen), -1)
+		return invalidCDB(lenIdx, -1)
+	}
+	return nil
+}
+
+// write is the body of WRITE and WRITE AND VERIFY: it writes whole blocks of the data
+// the initiator actually sent, at most what the CDB asks for.
+func (lu *LogicalUnit) write(t *task, a rwArgs, cdbLen int) *checkCond {
+	if c := lu.checkWriteArgs(a, lenField(cdbLen)); c != nil {
+		return c
 	}
 	bs := uint64(lu.bs)
 	t.outLen = int64(a.n * bs)
@@ -269,17 +279,8 @@ func opORWrite(t *task) *checkCond {
 	cdb := t.cdb[:16]
 	lu := t.lu
 	a := decodeRW(cdb)
-	if a.flags&0xe0 != 0 {
-		return invalidCDB(1, 7)
-	}
-	if c := lu.checkWritable(); c != nil {
+	if c := lu.checkWriteArgs(a, 10); c != nil {
 		return c
-	}
-	if c := lu.checkRange(a.lba, a.n); c != nil {
-		return c
-	}
-	if a.n > lu.maxXfer {
-		return invalidCDB(10, -1)
 	}
 	bs := uint64(lu.bs)
 	d := t.dataOut(int(a.n * bs))
