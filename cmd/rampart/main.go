@@ -64,6 +64,7 @@ func newRootCmd() *cobra.Command {
 		newISCSICmd(g),
 		newAttachCmd(g),
 		newMultipathCmd(g),
+		newDemoCmd(g),
 	)
 	addDFSCommands(root, g)
 	return root
