@@ -4,12 +4,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"syscall"
 	"time"
 
 	"github.com/rampart-storage/rampart/internal/blockdev"
@@ -22,12 +25,25 @@ type options struct {
 	chunk   int64
 	seconds float64
 	journal string
+	rounds  int
 }
 
 type result struct {
 	name              string
 	writeMBs, readMBs float64
 	randIOPS          float64
+	// writeCPU is the CPU time (user + system, all threads) per MiB written: on a
+	// shared machine it varies less than the throughput.
+	writeCPU time.Duration
+}
+
+// cpuTime is the CPU time the process has used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func main() {
@@ -36,7 +52,8 @@ func main() {
 	flag.Int64Var(&o.size, "size-mib", 256, "MiB per member file and for the single file")
 	flag.Int64Var(&o.chunk, "chunk-kib", 64, "chunk size in KiB")
 	flag.Float64Var(&o.seconds, "seconds", 3, "seconds per random-read test")
-	flag.StringVar(&o.journal, "journal", "full", "RAID-5/6 write-hole journal: full, intent or none")
+	flag.StringVar(&o.journal, "journal", "full", "RAID-5/6 write-hole journal: full or none")
+	flag.IntVar(&o.rounds, "rounds", 3, "measurements of each configuration (the median is reported)")
 	flag.Parse()
 	o.size <<= 20
 	o.chunk <<= 10
@@ -52,44 +69,93 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	single, err := blockdev.OpenFile(filepath.Join(dir, "single"), blockdev.FileOptions{Create: true, Size: o.size, BlockSize: 4096})
-	if err != nil {
-		return err
+	// The machine is shared: every configuration is measured o.rounds times, the
+	// configurations interleaved, each on fresh files; the median is reported.
+	type config struct {
+		name     string
+		level, n int
 	}
-	base, err := measure("single file", single, single.Size(), o)
-	single.Close()
-	os.Remove(filepath.Join(dir, "single"))
-	if err != nil {
-		return err
-	}
-	fmt.Printf("%-22s write %8.0f MiB/s  read %8.0f MiB/s  4K random read %8.0f IOPS\n", base.name, base.writeMBs, base.readMBs, base.randIOPS)
-	for _, l := range []struct{ level, n int }{{5, 3}, {6, 4}} {
-		var ms []raid.Member
-		for i := 0; i < l.n; i++ {
-			p := filepath.Join(dir, fmt.Sprintf("r%d-%d", l.level, i))
-			d, err := blockdev.OpenFile(p, blockdev.FileOptions{Create: true, Size: o.size, BlockSize: 4096})
+	configs := []config{{"single file", 0, 0}, {"raid5 of 3", 5, 3}, {"raid6 of 4", 6, 4}}
+	res := make([][]result, len(configs))
+	for round := 0; round < o.rounds; round++ {
+		for i, c := range configs {
+			var r result
+			var err error
+			if c.n == 0 {
+				r, err = measureSingle(dir, o)
+			} else {
+				r, err = measureArray(ctx, dir, c.level, c.n, o)
+			}
 			if err != nil {
 				return err
 			}
-			ms = append(ms, raid.Member{Dev: d, Name: p})
+			r.name = c.name
+			res[i] = append(res[i], r)
 		}
-		if err := raid.Create(ms, raid.CreateOptions{Level: l.level, Chunk: o.chunk, NoJournal: o.journal == "none", IntentJournal: o.journal == "intent", AssumeClean: true}); err != nil {
-			return err
+	}
+	med := func(rs []result, f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
 		}
-		a, err := raid.Assemble(ctx, ms, raid.AssembleOptions{})
-		if err != nil {
-			return err
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	w := func(r result) float64 { return r.writeMBs }
+	rd := func(r result) float64 { return r.readMBs }
+	io := func(r result) float64 { return r.randIOPS }
+	cpu := func(r result) float64 { return float64(r.writeCPU.Microseconds()) }
+	fmt.Printf("median of %d rounds (writes: each round min..max)\n", o.rounds)
+	base := res[0]
+	for i, rs := range res {
+		lo, hi := slices.MinFunc(rs, func(x, y result) int { return cmp.Compare(x.writeMBs, y.writeMBs) }), slices.MaxFunc(rs, func(x, y result) int { return cmp.Compare(x.writeMBs, y.writeMBs) })
+		fmt.Printf("%-22s write %8.0f MiB/s (%.0f..%.0f, CPU %.0f us/MiB)  read %8.0f MiB/s  4K random read %8.0f IOPS\n", configs[i].name, med(rs, w), lo.writeMBs, hi.writeMBs, med(rs, cpu), med(rs, rd), med(rs, io))
+		if i > 0 {
+			fmt.Printf("%-22s ratio to single file: write %.2f (CPU per MiB %.1fx)  read %.2f  4K random read %.2f\n", "", med(rs, w)/med(base, w), med(rs, cpu)/med(base, cpu), med(rs, rd)/med(base, rd), med(rs, io)/med(base, io))
 		}
-		// Compare like with like: the same number of bytes as the single file.
-		r, err := measure(fmt.Sprintf("raid%d of %d", l.level, l.n), a, min(a.Size(), o.size), o)
-		a.Close()
-		if err != nil {
-			return err
-		}
-		fmt.Printf("%-22s write %8.0f MiB/s  read %8.0f MiB/s  4K random read %8.0f IOPS\n", r.name, r.writeMBs, r.readMBs, r.randIOPS)
-		fmt.Printf("%-22s ratio to single file: write %.2f  read %.2f  4K random read %.2f\n", "", r.writeMBs/base.writeMBs, r.readMBs/base.readMBs, r.randIOPS/base.randIOPS)
 	}
 	return nil
+}
+
+func measureSingle(dir string, o options) (result, error) {
+	p := filepath.Join(dir, "single")
+	defer os.Remove(p)
+	single, err := blockdev.OpenFile(p, blockdev.FileOptions{Create: true, Size: o.size, BlockSize: 4096})
+	if err != nil {
+		return result{}, err
+	}
+	defer single.Close()
+	return measure("single file", single, single.Size(), o)
+}
+
+func measureArray(ctx context.Context, dir string, level, n int, o options) (result, error) {
+	var ms []raid.Member
+	defer func() {
+		for _, m := range ms {
+			os.Remove(m.Name)
+		}
+	}()
+	for i := 0; i < n; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("r%d-%d", level, i))
+		d, err := blockdev.OpenFile(p, blockdev.FileOptions{Create: true, Size: o.size, BlockSize: 4096})
+		if err != nil {
+			raid.CloseMembers(ms)
+			return result{}, err
+		}
+		ms = append(ms, raid.Member{Dev: d, Name: p})
+	}
+	if err := raid.Create(ms, raid.CreateOptions{Level: level, Chunk: o.chunk, NoJournal: o.journal == "none", AssumeClean: true}); err != nil {
+		raid.CloseMembers(ms)
+		return result{}, err
+	}
+	a, err := raid.Assemble(ctx, ms, raid.AssembleOptions{})
+	if err != nil {
+		raid.CloseMembers(ms)
+		return result{}, err
+	}
+	defer a.Close()
+	// Compare like with like: the same number of bytes as the single file.
+	return measure(fmt.Sprintf("raid%d of %d", level, n), a, min(a.Size(), o.size), o)
 }
 
 // measure writes span bytes sequentially in 1 MiB requests (then flushes), reads them
@@ -102,6 +168,7 @@ func measure(name string, d blockdev.Device, span int64, o options) (result, err
 		buf[i] = byte(i * 31)
 	}
 	r := result{name: name}
+	c0 := cpuTime()
 	t0 := time.Now()
 	for off := int64(0); off < span; off += mib {
 		if _, err := d.WriteAt(buf, off); err != nil {
@@ -112,6 +179,7 @@ func measure(name string, d blockdev.Device, span int64, o options) (result, err
 		return r, fmt.Errorf("%s: flush: %w", name, err)
 	}
 	r.writeMBs = float64(span) / mib / time.Since(t0).Seconds()
+	r.writeCPU = (cpuTime() - c0) / time.Duration(span/mib)
 	t0 = time.Now()
 	for off := int64(0); off < span; off += mib {
 		if _, err := d.ReadAt(buf, off); err != nil {

@@ -30,6 +30,7 @@ type member struct {
 	state     atomic.Uint32 // RoleState
 	flags     uint32
 	recovered atomic.Int64 // rebuilding: data bytes rebuilt so far
+	reAdd     atomic.Bool  // FlagReAdd: only the bitmap's dirty regions are rebuilt
 }
 
 func (m *member) st() RoleState { return RoleState(m.state.Load()) }
@@ -58,22 +59,41 @@ type Array struct {
 	// parityPool recycles the parity buffers of full-stripe writes.
 	parityPool sync.Pool
 	j          journal
-	rr         atomic.Uint64
+	// jbufPool recycles the per-member journal write buffers (*[]byte).
+	jbufPool sync.Pool
+	rr       atomic.Uint64
 
 	ctx      context.Context
 	cancel   context.CancelFunc
 	bg       sync.WaitGroup
 	rb       rebuildState
 	lastIO   atomic.Int64 // unix nanoseconds of the last foreground I/O
-	MinSpeed int64        // rebuild bytes/s when foreground I/O is active
-	MaxSpeed int64        // rebuild bytes/s when idle (0: unlimited)
+	minSpeed atomic.Int64 // rebuild bytes/s when foreground I/O is active
+	maxSpeed atomic.Int64 // rebuild bytes/s when idle (0: unlimited)
+
+	lk  *arrayLock     // the run-directory lock, when taken
+	ctl *controlServer // the control socket, when served
+
+	bm *bitmap // write-intent bitmap (nil: none)
+	// ghosts are the device UUIDs of members absent from their roles (removed, or
+	// not there at assembly), kept in the role table so that they can be re-added.
+	ghosts []UUID
 }
+
+// SetSpeed sets the rebuild throttle: min bytes/s while foreground I/O runs, max when
+// idle (0: unlimited).
+func (a *Array) SetSpeed(min, max int64) { a.minSpeed.Store(min); a.maxSpeed.Store(max) }
+
+// Speed returns the rebuild throttle set by SetSpeed.
+func (a *Array) Speed() (min, max int64) { return a.minSpeed.Load(), a.maxSpeed.Load() }
 
 var (
 	_ blockdev.Device      = (*Array)(nil)
 	_ blockdev.WriteCacher = (*Array)(nil)
 	_ blockdev.ReadOnlyer  = (*Array)(nil)
 	_ blockdev.Identifier  = (*Array)(nil)
+	_ blockdev.Unmapper    = (*Array)(nil)
+	_ blockdev.WriteZeroer = (*Array)(nil)
 	_ io.Closer            = (*Array)(nil)
 )
 
@@ -155,11 +175,6 @@ func (a *Array) failMember(r int, m *member, cause error) {
 	}
 	a.startSpareLocked()
 	a.mu.Unlock()
-	// Completed full-stripe writes logged only their intent, which needs every
-	// member to resync parity after a crash: make them durable now.
-	if a.policy == PolicyIntentJournal && !a.readOnly {
-		a.flushAll()
-	}
 }
 
 // FailMember marks the member named name faulty, as after an I/O error. Without force it
@@ -210,6 +225,7 @@ func (a *Array) RemoveMember(name string, force bool) error {
 			return fmt.Errorf("raid %s: remove %s: %w", a.name, name, ErrTolerance)
 		}
 		a.roles[r] = nil
+		a.ghosts[r] = m.uuid
 		a.checkFailedLocked()
 		a.events++
 		a.writeSuperblocksLocked()
@@ -275,21 +291,31 @@ func (a *Array) roleTableLocked() []RoleEntry {
 	t := make([]RoleEntry, a.g.n)
 	for r, m := range a.roles {
 		if m == nil {
+			if r < len(a.ghosts) {
+				t[r] = RoleEntry{Device: a.ghosts[r], State: RoleMissing}
+			}
 			continue
 		}
 		t[r] = RoleEntry{Device: m.uuid, State: m.st(), Flags: m.flags}
+		if m.reAdd.Load() {
+			t[r].Flags |= FlagReAdd
+		}
 	}
 	return t
 }
 
 func (a *Array) superblockFor(role uint32, m *member, table []RoleEntry) *Superblock {
-	return &Superblock{
+	sb := &Superblock{
 		ArrayUUID: a.uuid, DeviceUUID: m.uuid, Level: uint32(a.g.level), Chunk: uint32(a.g.chunk),
 		RaidDevices: uint32(a.g.n), Role: role, Clean: a.clean.Load(), Events: a.events,
 		CTime: a.ctime, DataOffset: uint64(a.g.dataOff), DataSize: uint64(a.g.dataSize),
-		JournalOff: uint64(a.jOff), JournalSlots: uint32(a.jSlots), BlockSize: uint32(a.g.bs),
+		JournalOff: uint64(a.jOff), JournalSlots: uint32(a.jSlots), JournalDurable: a.j.durableSeq(), BlockSize: uint32(a.g.bs),
 		Name: a.name, Policy: a.policy, Roles: table,
 	}
+	if a.bm != nil {
+		sb.BitmapOff, sb.BitmapChunk, sb.BitmapBytes = uint64(a.bm.off), uint64(a.bm.region), uint32(a.bm.size)
+	}
+	return sb
 }
 
 // writeSuperblocksLocked writes the current state to every present member and flushes.
@@ -379,11 +405,15 @@ func (a *Array) flushAll() {
 
 // Close stops background work, marks the array clean and closes the members.
 func (a *Array) Close() error {
-	a.cancel()
+	a.cancel() // stops rebuilds and scrubs, also those of control requests
+	if a.ctl != nil {
+		a.ctl.close()
+	}
 	a.bg.Wait()
 	var errs []error
 	if !a.readOnly && !a.failed.Load() {
 		a.flushAll()
+		a.cleanBitmap(true)
 		a.mu.Lock()
 		a.clean.Store(true)
 		a.events++
@@ -402,6 +432,8 @@ func (a *Array) Close() error {
 			}
 		}
 	}
+	a.lk.release()
+	a.lk = nil
 	return errors.Join(errs...)
 }
 

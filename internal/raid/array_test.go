@@ -183,7 +183,7 @@ func TestRebuildStatus(t *testing.T) {
 	if got := a.Status().String(); !strings.Contains(got, "[3/2] [U_U]") {
 		t.Errorf("degraded status: got %q, want [3/2] [U_U]", got)
 	}
-	a.MaxSpeed = 4 << 20 // slow enough to see progress
+	a.SetSpeed(1<<20, 4<<20) // slow enough to see progress
 	if err := a.AddMember(blockdev.NewMem(2<<20, 512), "new"); err != nil {
 		t.Fatal(err)
 	}

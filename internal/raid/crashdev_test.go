@@ -105,6 +105,10 @@ func (d *crashDev) Flush() error {
 
 func (d *crashDev) fail() { d.mu.Lock(); d.failed = true; d.mu.Unlock() }
 
+// unfail brings a failed device back with what it held when it failed, as a disk
+// whose cable was pulled and plugged back.
+func (d *crashDev) unfail() { d.mu.Lock(); d.failed = false; d.mu.Unlock() }
+
 // crash keeps the durable contents plus a random subset of the unflushed blocks.
 func (d *crashDev) crash(rng *rand.Rand) {
 	d.mu.Lock()

@@ -17,12 +17,15 @@ type CreateOptions struct {
 	Level int
 	Chunk int64 // bytes (0: 64 KiB)
 	Name  string
-	// NoJournal leaves the RAID-5/6 write hole open (PolicyNone).
-	NoJournal bool
-	// IntentJournal logs only the intent of full-stripe writes (PolicyIntentJournal);
-	// the default journals all data (PolicyJournal).
-	IntentJournal bool
-	JournalSlots  int // 0: 32
+	// NoJournal leaves the RAID-5/6 write hole open (PolicyNone); the default
+	// journals every stripe update (PolicyJournal).
+	NoJournal    bool
+	JournalSlots int // 0: 32
+	// NoBitmap leaves out the write-intent bitmap that levels 1, 5, 6 and 10 get by
+	// default; BitmapChunk is the member data bytes per bit (0: 64 MiB, or more so
+	// that 32768 bits cover a member).
+	NoBitmap    bool
+	BitmapChunk int64
 	// WriteMostly lists member indexes (RAID-1/10) that reads avoid.
 	WriteMostly []int
 	// Force creates over members that already carry a superblock.
@@ -78,11 +81,13 @@ func Create(members []Member, opts CreateOptions) error {
 	g := geometry{level: opts.Level, n: len(members), chunk: opts.Chunk, bs: bs}
 	policy := PolicyNone
 	jOff, jBytes := int64(SuperblockSize), int64(0)
+	bmOff := int64(0)
+	if g.level != 0 && !opts.NoBitmap {
+		bmOff = jOff
+		jOff += bitmapBytes
+	}
 	if g.parity() > 0 && !opts.NoJournal {
 		policy = PolicyJournal
-		if opts.IntentJournal {
-			policy = PolicyIntentJournal
-		}
 		jBytes = int64(opts.JournalSlots) * (journalHeader + g.chunk)
 	}
 	g.dataOff = (jOff + jBytes + g.chunk - 1) / g.chunk * g.chunk
@@ -95,6 +100,15 @@ func Create(members []Member, opts CreateOptions) error {
 	a := &Array{
 		log: slog.New(slog.DiscardHandler), g: g, uuid: newUUID(), name: opts.Name, policy: policy,
 		jOff: jOff, jSlots: opts.JournalSlots, ctime: uint64(time.Now().Unix()),
+	}
+	if bmOff != 0 {
+		region := opts.BitmapChunk
+		if region == 0 {
+			region = 64 << 20
+		}
+		region = max(region, (g.dataSize+bitmapBytes*8-1)/(bitmapBytes*8))
+		region = (region + g.chunk - 1) / g.chunk * g.chunk
+		a.bm = newBitmap(bmOff, bitmapBytes, region, g.dataSize)
 	}
 	if a.name == "" {
 		a.name = a.uuid.String()[:8]
@@ -119,9 +133,9 @@ func Create(members []Member, opts CreateOptions) error {
 				return fmt.Errorf("create: zero member %s: %w", m.Name, err)
 			}
 		}
-		if jBytes > 0 {
-			if err := blockdev.WriteZeroes(m.Dev, jOff, jBytes); err != nil {
-				return fmt.Errorf("create: zero journal of member %s: %w", m.Name, err)
+		if jBytes > 0 || bmOff != 0 {
+			if err := blockdev.WriteZeroes(m.Dev, SuperblockSize, jOff+jBytes-SuperblockSize); err != nil {
+				return fmt.Errorf("create: zero bitmap and journal of member %s: %w", m.Name, err)
 			}
 		}
 	}
@@ -148,6 +162,13 @@ type AssembleOptions struct {
 	MinSpeed, MaxSpeed int64
 	// NoAutoRebuild leaves present spares idle.
 	NoAutoRebuild bool
+	// Lock takes the array's advisory lock in RunDir() (refusing, with ErrInUse and
+	// the holder's pid, an array another process has assembled) and holds it until
+	// Close. Without a usable run directory nothing is locked.
+	Lock bool
+	// Control serves management requests on the array's control socket in
+	// RunDir() until Close (best effort: a failure to listen is logged).
+	Control bool
 }
 
 // Assemble starts an array from its members' superblocks. Members may come in any
@@ -200,16 +221,21 @@ func Assemble(ctx context.Context, members []Member, opts AssembleOptions) (*Arr
 	a := &Array{
 		log: log, g: g, uuid: fresh.ArrayUUID, name: fresh.Name, policy: fresh.Policy,
 		jOff: int64(fresh.JournalOff), jSlots: int(fresh.JournalSlots), ctime: fresh.CTime,
-		readOnly: opts.ReadOnly, roles: make([]*member, g.n), events: fresh.Events,
-		ctx: cctx, cancel: cancel, MinSpeed: opts.MinSpeed, MaxSpeed: opts.MaxSpeed,
+		readOnly: opts.ReadOnly, roles: make([]*member, g.n), ghosts: make([]UUID, g.n), events: fresh.Events,
+		ctx: cctx, cancel: cancel,
 	}
-	if a.MinSpeed == 0 {
-		a.MinSpeed = 1 << 20
+	if opts.MinSpeed == 0 {
+		opts.MinSpeed = 1 << 20
 	}
+	a.SetSpeed(opts.MinSpeed, opts.MaxSpeed)
 	a.clean.Store(true)
 	for _, f := range fs {
 		if !f.sb.Clean {
 			a.clean.Store(false)
+		}
+		if f.sb.ArrayUUID == fresh.ArrayUUID {
+			a.j.durable = max(a.j.durable, f.sb.JournalDurable)
+			a.j.seq = a.j.durable
 		}
 		mm := &member{dev: f.m.Dev, name: f.m.Name, uuid: f.sb.DeviceUUID}
 		if f.m.Dev.Size() < g.dataOff+g.dataSize || f.m.Dev.BlockSize() != g.bs {
@@ -229,20 +255,41 @@ func Assemble(ctx context.Context, members []Member, opts AssembleOptions) (*Arr
 			cancel()
 			return nil, fmt.Errorf("assemble array %s: members %s and %s both claim role %d", a.name, a.roles[f.sb.Role].name, f.m.Name, f.sb.Role)
 		}
-		mm.flags = e.Flags
+		mm.flags = e.Flags &^ FlagReAdd
+		mm.reAdd.Store(e.Flags&FlagReAdd != 0)
 		// A rebuild interrupted by a stop starts over.
 		mm.state.Store(uint32(e.State))
 		a.roles[f.sb.Role] = mm
+	}
+	for r, e := range fresh.Roles {
+		// Absent now; it may be re-added (not a new member whose rebuild had not
+		// finished: it holds nothing yet).
+		if a.roles[r] == nil && (e.State != RoleRebuilding || e.Flags&FlagReAdd != 0) {
+			a.ghosts[r] = e.Device
+		}
 	}
 	if len(stale) > 0 && !opts.DropStale {
 		cancel()
 		return nil, fmt.Errorf("assemble array %s: %s: %w (it missed updates; add it back to rebuild it)", a.name, joinNames(stale), ErrStale)
 	}
-	if g.parity() == 2 {
-		enc, err := reedsolomon.New(g.dataDisks(), 2)
+	if opts.Lock {
+		lk, err := lockArray(a.uuid)
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("assemble array %s: %w", a.name, err)
+		}
+		a.lk = lk
+	}
+	// fail undoes the assembly on an error from here on.
+	fail := func(err error) (*Array, error) {
+		cancel()
+		a.lk.release()
+		return nil, fmt.Errorf("assemble array %s: %w", a.name, err)
+	}
+	if g.parity() == 2 {
+		enc, err := reedsolomon.New(g.dataDisks(), 2)
+		if err != nil {
+			return fail(err)
 		}
 		a.enc = enc
 	}
@@ -250,12 +297,20 @@ func Assemble(ctx context.Context, members []Member, opts AssembleOptions) (*Arr
 	a.checkFailedLocked()
 	a.mu.Unlock()
 	if a.failed.Load() {
-		cancel()
-		return nil, fmt.Errorf("assemble array %s: %d of %d members usable: %w", a.name, a.activeCount(), g.n, ErrFailed)
+		return fail(fmt.Errorf("%d of %d members usable: %w", a.activeCount(), g.n, ErrFailed))
+	}
+	if fresh.BitmapOff != 0 && g.level != 0 {
+		a.bm = newBitmap(int64(fresh.BitmapOff), int(fresh.BitmapBytes), int64(fresh.BitmapChunk), g.dataSize)
+		for _, m := range a.roles {
+			if m != nil && (m.st() == RoleActive || m.st() == RoleRebuilding) {
+				if err := a.bm.load(m); err != nil {
+					return fail(err)
+				}
+			}
+		}
 	}
 	if err := a.recover(); err != nil {
-		cancel()
-		return nil, fmt.Errorf("assemble array %s: %w", a.name, err)
+		return fail(err)
 	}
 	if !a.readOnly {
 		a.mu.Lock()
@@ -270,6 +325,15 @@ func Assemble(ctx context.Context, members []Member, opts AssembleOptions) (*Arr
 			a.startSpareLocked()
 		}
 		a.mu.Unlock()
+	}
+	if a.bm != nil && !a.readOnly {
+		a.bg.Add(1)
+		go a.bitmapCleaner()
+	}
+	if opts.Control {
+		if err := a.serveControl(); err != nil {
+			a.log.Warn("raid array served without a control socket", "array", a.name, "err", err)
+		}
 	}
 	return a, nil
 }
@@ -302,7 +366,11 @@ func (a *Array) recover() error {
 	if a.clean.Load() || a.g.level == 0 || a.journaled() {
 		return nil
 	}
-	a.log.Warn("raid array was not shut down cleanly: resyncing", "array", a.name)
-	_, err := a.scrub(a.ctx, true, nil)
+	if a.bm != nil {
+		a.log.Warn("raid array was not shut down cleanly: resyncing the regions the bitmap marks dirty", "array", a.name, "regions", a.bm.dirtyCount())
+	} else {
+		a.log.Warn("raid array was not shut down cleanly: resyncing", "array", a.name)
+	}
+	_, err := a.scrub(a.ctx, true, true, nil)
 	return err
 }

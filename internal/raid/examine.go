@@ -20,7 +20,7 @@ func (sb *Superblock) String() string {
 	policy := "none (resync after an unclean stop)"
 	switch sb.Policy {
 	case PolicyIntentJournal:
-		policy = fmt.Sprintf("intent journal (%d slots; full-stripe writes log their intent)", sb.JournalSlots)
+		policy = fmt.Sprintf("journal (%d slots; created with the withdrawn intent policy, journaled in full)", sb.JournalSlots)
 	case PolicyJournal:
 		policy = fmt.Sprintf("journal (%d slots)", sb.JournalSlots)
 	}
@@ -33,6 +33,9 @@ func (sb *Superblock) String() string {
 		sb.BlockSize, sb.DataOffset, sb.DataSize)
 	fmt.Fprintf(&b, "     Write Hole : %s\n    Device UUID : %s\n    Device Role : %s\n",
 		policy, sb.DeviceUUID, role)
+	if sb.BitmapOff != 0 {
+		fmt.Fprintf(&b, "  Intent Bitmap : %d bytes at %d, %dK chunk\n", sb.BitmapBytes, sb.BitmapOff, sb.BitmapChunk/1024)
+	}
 	fmt.Fprintf(&b, "          State : %s\n         Events : %d\n", state, sb.Events)
 	b.WriteString("   Array State : ")
 	for _, r := range sb.Roles {
@@ -52,6 +55,9 @@ func (sb *Superblock) String() string {
 		wm := ""
 		if r.Flags&FlagWriteMostly != 0 {
 			wm = " write-mostly"
+		}
+		if r.Flags&FlagReAdd != 0 {
+			wm += " re-added"
 		}
 		fmt.Fprintf(&b, "       Role %3d : %-10s %s%s\n", i, r.State, r.Device, wm)
 	}

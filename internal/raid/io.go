@@ -45,6 +45,8 @@ func (a *Array) WriteAt(p []byte, off int64) (int, error) {
 	}
 	a.touch()
 	a.markDirty()
+	written := a.bitmapStart(off, int64(len(p)))
+	defer written()
 	if a.g.parity() > 0 {
 		if err := a.writeParity(p, off); err != nil {
 			return 0, err
@@ -70,6 +72,30 @@ func (a *Array) WriteAt(p []byte, off int64) (int, error) {
 		done += n
 	}
 	return done, nil
+}
+
+// zeroes is a shared block of zeroes for Unmap and WriteZeroes.
+var zeroes = make([]byte, 1<<20)
+
+// Unmap makes a range read as zeroes. The array writes the zeroes (through the
+// journal, keeping parity and mirrors consistent) rather than deallocating member
+// space: it is an Unmapper so that a LUN on it offers UNMAP with LBPRZ honestly.
+func (a *Array) Unmap(off, length int64) error { return a.WriteZeroes(off, length) }
+
+// WriteZeroes zeroes a range through the ordinary write path.
+func (a *Array) WriteZeroes(off, length int64) error {
+	if err := blockdev.CheckRange(a, off, length); err != nil {
+		return fmt.Errorf("raid %s: write zeroes: %w", a.name, err)
+	}
+	for length > 0 {
+		n := min(length, int64(len(zeroes)))
+		if _, err := a.WriteAt(zeroes[:n], off); err != nil {
+			return err
+		}
+		off += n
+		length -= n
+	}
+	return nil
 }
 
 // readMirror reads one chunk's worth from a mirror, preferring members that are not

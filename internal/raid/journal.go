@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"sort"
 	"sync"
 )
@@ -27,6 +28,16 @@ type journal struct {
 	mu      sync.Mutex
 	seq     uint64 // last sequence number handed out
 	durable uint64 // every entry up to this one is durable in place
+}
+
+// durableSeq is the sequence number up to which every entry is durable in place. It
+// goes into every superblock: replay ignores those entries, because a member that
+// joined a role since then lacks their parts, which would make a later entry look
+// torn while an earlier one of the same stripe looks complete.
+func (j *journal) durableSeq() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.durable
 }
 
 type journalPart struct {
@@ -71,9 +82,9 @@ func decodeJournalHeader(b []byte, uuid UUID) (p journalPart, payloadCRC uint32,
 }
 
 // journalBatch makes the touched shards of the updates durable in the journals of
-// their members (full-stripe writes on a healthy array: their intent), with one flush
-// per member. The returned release must be called once the in-place writes are done.
-func (a *Array) journalBatch(us []stripeUpdate, roles []*member) (release func(), intentUsed bool, err error) {
+// their members, with one write per run of consecutive slots and one flush per member.
+// The returned release must be called once the in-place writes are done.
+func (a *Array) journalBatch(us []stripeUpdate, roles []*member) (release func(), err error) {
 	j := &a.j
 	n := uint64(len(us))
 	var first uint64
@@ -98,21 +109,6 @@ func (a *Array) journalBatch(us []stripeUpdate, roles []*member) (release func()
 			}
 		}
 	}
-	// A full-stripe write on a healthy array logs only its intent: after a crash the
-	// parity is recomputed from the data as it landed (every member is there to read).
-	intent := make([]bool, len(us))
-	for i, u := range us {
-		if a.policy != PolicyIntentJournal || u.in != 0 || u.w != a.g.chunk {
-			continue
-		}
-		intent[i] = true
-		for jj, t := range u.touched {
-			if m := roles[a.g.role(u.s, jj)]; !t || m == nil || m.st() != RoleActive {
-				intent[i] = false
-			}
-		}
-		intentUsed = intentUsed || intent[i]
-	}
 	var wg sync.WaitGroup
 	for r, m := range roles {
 		if !writable(m) {
@@ -121,7 +117,21 @@ func (a *Array) journalBatch(us []stripeUpdate, roles []*member) (release func()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			bp, _ := a.jbufPool.Get().(*[]byte)
+			if bp == nil {
+				bp = new([]byte)
+			}
+			defer a.jbufPool.Put(bp)
+			// Entries of consecutive sequence numbers sit in consecutive slots
+			// until the journal wraps: gather each run into one write.
 			var err error
+			runOff, run := int64(-1), (*bp)[:0]
+			put := func() {
+				if len(run) > 0 && err == nil {
+					_, err = m.dev.WriteAt(run, runOff)
+				}
+				runOff, run = -1, run[:0]
+			}
 			for i, u := range us {
 				jj := -1
 				for x, t := range u.touched {
@@ -130,20 +140,27 @@ func (a *Array) journalBatch(us []stripeUpdate, roles []*member) (release func()
 					}
 				}
 				if jj < 0 {
+					put()
 					continue
 				}
 				seq := first + uint64(i)
+				off := a.slotOff(seq)
+				if runOff >= 0 && off != runOff+int64(len(run)) {
+					put()
+				}
+				if runOff < 0 {
+					runOff = off
+				}
 				part := &journalPart{seq: seq, stripe: uint64(u.s), in: uint32(u.in), w: uint32(u.w), role: uint32(r), mask: masks[i], payload: u.shards[jj]}
-				if intent[i] {
-					part.in, part.w, part.payload = 0, 0, nil
-				}
-				buf := make([]byte, journalHeader+int(part.w))
-				encodeJournalHeader(buf, a.uuid, part)
-				copy(buf[journalHeader:], part.payload)
-				if _, err = m.dev.WriteAt(buf, a.slotOff(seq)); err != nil {
-					break
-				}
+				start := len(run)
+				size := journalHeader + int(part.w)
+				run = slices.Grow(run, size)[:start+size]
+				clear(run[start : start+journalHeader])
+				encodeJournalHeader(run[start:], a.uuid, part)
+				copy(run[start+journalHeader:], part.payload)
 			}
+			put()
+			*bp = run[:0]
 			if err == nil {
 				err = m.dev.Flush()
 			}
@@ -155,9 +172,9 @@ func (a *Array) journalBatch(us []stripeUpdate, roles []*member) (release func()
 	wg.Wait()
 	if a.failed.Load() {
 		j.gate.RUnlock()
-		return nil, false, ErrFailed
+		return nil, ErrFailed
 	}
-	return j.gate.RUnlock, intentUsed, nil
+	return j.gate.RUnlock, nil
 }
 
 // recycleJournal waits for the journaled writes in flight, flushes every member so that
@@ -187,6 +204,7 @@ func (a *Array) replayJournal() error {
 	}
 	entries := map[uint64]*entry{}
 	var maxSeq uint64
+	watermark := a.j.durable // from the superblocks, set by Assemble
 	hdr := make([]byte, journalHeader)
 	for r, m := range a.roles {
 		if m == nil || m.st() != RoleActive {
@@ -235,8 +253,9 @@ func (a *Array) replayJournal() error {
 	for _, s := range seqs {
 		// A slot is reused only when the entries up to seq-jSlots are durable in
 		// place, so anything at or below maxSeq-jSlots is old news; such entries
-		// can linger on members that later entries did not touch.
-		if s+uint64(a.jSlots) <= maxSeq {
+		// can linger on members that later entries did not touch. Entries up to
+		// the superblocks' durable mark are old news too (see durableSeq).
+		if s+uint64(a.jSlots) <= maxSeq || s <= watermark {
 			continue
 		}
 		e := entries[s]
@@ -313,6 +332,7 @@ func (a *Array) replayJournal() error {
 			}
 		}
 	}
+	maxSeq = max(maxSeq, watermark)
 	a.j.seq, a.j.durable = maxSeq, maxSeq
 	return nil
 }
@@ -334,6 +354,9 @@ func (a *Array) wipeJournal(m *member) error {
 	return nil
 }
 
+// journaled reports whether the array keeps a stripe journal. Arrays created with
+// the withdrawn intent policy (1) are journaled in full; their replay still
+// understands intent entries.
 func (a *Array) journaled() bool { return a.policy == PolicyIntentJournal || a.policy == PolicyJournal }
 
 // resyncParity recomputes the parity of stripe s from its data (at assembly). With a

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"testing"
-	"time"
 )
 
 // The model-based test: random writes, reads and flushes against a reference model,
@@ -72,61 +71,60 @@ func (m *model) flush() {
 	clear(m.since)
 }
 
-// modelSeed picks the run's seed: RAMPART_RAID_SEED=N replays seed N, RAMPART_RAID_SEED=random
-// explores a new one; by default a fixed seed, so that go test and CI are repeatable (a
-// random seed found the RAID-5 bug recorded in TestModelKnownRAID5CrashBug).
-func modelSeed(t *testing.T, fixed uint64) uint64 {
+// modelSeeds picks the seeds of a run: RAMPART_RAID_SEED=N replays seed N only,
+// RAMPART_RAID_SEED=random explores one new seed; by default the fixed seeds (so that
+// go test and CI repeat what passed before) plus RAMPART_RAID_RANDOM_SEEDS (default
+// 2) fresh random ones, each printed so that a failure can be replayed.
+func modelSeeds(t *testing.T, fixed ...uint64) []uint64 {
 	t.Helper()
+	random := func() uint64 { return rand.Uint64() }
 	switch s := os.Getenv("RAMPART_RAID_SEED"); s {
 	case "":
-		return fixed
+		n := 2
+		if v := os.Getenv("RAMPART_RAID_RANDOM_SEEDS"); v != "" {
+			var err error
+			if n, err = strconv.Atoi(v); err != nil || n < 0 {
+				t.Fatalf("RAMPART_RAID_RANDOM_SEEDS=%q: want a count", v)
+			}
+		}
+		seeds := append([]uint64(nil), fixed...)
+		for i := 0; i < n; i++ {
+			seeds = append(seeds, random())
+		}
+		return seeds
 	case "random":
-		return uint64(time.Now().UnixNano())
+		return []uint64{random()}
 	default:
 		v, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
 			t.Fatalf("RAMPART_RAID_SEED=%q: want a number or random: %v", s, err)
 		}
-		return v
+		return []uint64{v}
 	}
-}
-
-// TestModelKnownRAID5CrashBug replays the seed with which the model test finds a RAID-5
-// (3 members) block reading back older than its last flushed value after a crash, with
-// members replaced along the way. It is a known, unfixed bug of the full journal;
-// RAMPART_RAID_KNOWN_BUGS=1 runs it (it fails until the bug is fixed).
-func TestModelKnownRAID5CrashBug(t *testing.T) {
-	if os.Getenv("RAMPART_RAID_KNOWN_BUGS") == "" {
-		t.Skip("known bug: RAID-5 of 3 returns a stale block after a crash with seed 1795357577379492831; RAMPART_RAID_KNOWN_BUGS=1 runs it")
-	}
-	runModel(t, 5, 3, false, 1795357577379492831, 1500)
 }
 
 func TestModel(t *testing.T) {
-	for _, tc := range []struct {
-		level, n int
-		intent   bool
-	}{
-		{0, 3, false}, {1, 2, false}, {1, 3, false}, {10, 4, false}, {5, 3, false}, {5, 4, false}, {6, 4, false}, {6, 5, false},
-		// The intent journal covers crashes and failures the array noticed, not a
-		// member that failed unnoticed before the crash (see the decision doc).
-		{5, 3, true}, {6, 4, true},
+	for _, tc := range []struct{ level, n int }{
+		{0, 3}, {1, 2}, {1, 3}, {10, 4}, {5, 3}, {5, 4}, {6, 4}, {6, 5},
 	} {
-		name := fmt.Sprintf("raid%d-%d", tc.level, tc.n)
-		if tc.intent {
-			name += "-intent"
-		}
-		t.Run(name, func(t *testing.T) {
-			if tc.intent && os.Getenv("RAMPART_RAID_INTENT") == "" {
-				t.Skip("the intent journal still fails this test (known bug, see docs/decisions/2026-11-22-raid-write-hole.md); RAMPART_RAID_INTENT=1 runs it")
+		t.Run(fmt.Sprintf("raid%d-%d", tc.level, tc.n), func(t *testing.T) {
+			fixed := []uint64{1}
+			if tc.level == 5 && tc.n == 3 {
+				// Found the replay of old journal entries after a member was
+				// replaced (TestJournalReplayAfterMemberReplaced); the code has
+				// changed since, so it no longer replays that run, but it stays.
+				fixed = append(fixed, 1795357577379492831)
 			}
-			seed := modelSeed(t, 1)
-			t.Logf("seed %d (replay with RAMPART_RAID_SEED=%d)", seed, seed)
-			ops := 1500
-			if testing.Short() {
-				ops = 300
+			for _, seed := range modelSeeds(t, fixed...) {
+				t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+					t.Logf("seed %d (replay with RAMPART_RAID_SEED=%d go test -run 'TestModel/raid%d-%d/' ./internal/raid)", seed, seed, tc.level, tc.n)
+					ops := 1500
+					if testing.Short() {
+						ops = 300
+					}
+					runModel(t, tc.level, tc.n, seed, ops)
+				})
 			}
-			runModel(t, tc.level, tc.n, tc.intent, seed, ops)
 		})
 	}
 }
@@ -144,13 +142,16 @@ type modelRun struct {
 	tag     uint64
 	failed  map[int]bool
 	nextDev int
-	intent  bool
 }
 
-const memberSize = 136*1024 + 64*mChunk
+const memberSize = 140*1024 + 64*mChunk
 
-func runModel(t *testing.T, level, n int, intent bool, seed uint64, ops int) {
-	r := &modelRun{t: t, intent: intent, rng: rand.New(rand.NewPCG(seed, seed^0xabcdef)), level: level, clock: &crashClock{}, failed: map[int]bool{}}
+// modelBitmapChunk makes the write-intent bitmap of model arrays fine enough to have
+// clean and dirty regions (32 of them per member).
+const modelBitmapChunk = 2 * mChunk
+
+func runModel(t *testing.T, level, n int, seed uint64, ops int) {
+	r := &modelRun{t: t, rng: rand.New(rand.NewPCG(seed, seed^0xabcdef)), level: level, clock: &crashClock{}, failed: map[int]bool{}}
 	ms := make([]Member, n)
 	for i := range ms {
 		r.devs = append(r.devs, newCrashDev(memberSize, mBS, r.clock))
@@ -158,7 +159,7 @@ func runModel(t *testing.T, level, n int, intent bool, seed uint64, ops int) {
 		ms[i] = Member{Dev: r.devs[i], Name: r.names[i]}
 	}
 	r.nextDev = n
-	if err := Create(ms, CreateOptions{Level: level, Chunk: mChunk, Name: "model", JournalSlots: 16, IntentJournal: intent}); err != nil {
+	if err := Create(ms, CreateOptions{Level: level, Chunk: mChunk, Name: "model", JournalSlots: 16, BitmapChunk: modelBitmapChunk}); err != nil {
 		t.Fatalf("create: %v", err)
 	}
 	r.assemble()
@@ -178,7 +179,11 @@ func runModel(t *testing.T, level, n int, intent bool, seed uint64, ops int) {
 			r.failOne()
 			fails++
 		case x < 94 && len(r.failed) > 0:
-			r.replaceOne()
+			if r.rng.IntN(2) == 0 {
+				r.replaceOne()
+			} else {
+				r.reAddOne()
+			}
 			rebuilds++
 		case x < 97:
 			r.clock.at.Store(r.clock.ops.Load() + 1 + r.rng.Int64N(40))
@@ -212,7 +217,8 @@ func (r *modelRun) assemble() {
 		}
 		ms[i] = Member{Dev: d, Name: r.names[i]}
 	}
-	a, err := Assemble(r.t.Context(), ms, AssembleOptions{})
+	// Rebuilds at full speed: throttling is not what this test checks.
+	a, err := Assemble(r.t.Context(), ms, AssembleOptions{MinSpeed: 1 << 40})
 	if err != nil {
 		r.t.Fatalf("assemble: %v", err)
 	}
@@ -290,10 +296,6 @@ func (r *modelRun) failOne() {
 	}
 	r.failed[i] = true
 	r.devs[i].fail()
-	if r.intent {
-		// Noticed at once, as by a health check.
-		_ = r.a.FailMember(r.names[i], true)
-	}
 	r.t.Logf("op: fail member %s", r.names[i])
 }
 
@@ -307,7 +309,7 @@ func (r *modelRun) replaceOne() {
 		if err := r.a.RemoveMember(r.names[i], false); err != nil && !errors.Is(err, ErrNotMember) && !r.clock.frozen.Load() {
 			r.t.Fatalf("remove %s: %v", r.names[i], err)
 		}
-		d := newCrashDev(memberSize, mBS, r.clock)
+		d := newCrashDev(r.devs[i].Size(), mBS, r.clock)
 		name := fmt.Sprintf("m%d", r.nextDev)
 		r.nextDev++
 		if err := r.a.AddMember(d, name); err != nil {
@@ -318,6 +320,37 @@ func (r *modelRun) replaceOne() {
 		}
 		r.t.Logf("op: replaced %s by %s", r.names[i], name)
 		r.devs[i], r.names[i] = d, name
+		delete(r.failed, i)
+		return
+	}
+}
+
+// reAddOne brings a failed member back (with what it held when it failed) and adds
+// it again: the write-intent bitmap rebuilds only what it missed.
+func (r *modelRun) reAddOne() {
+	for i := range r.devs {
+		if !r.failed[i] {
+			continue
+		}
+		_ = r.a.FailMember(r.names[i], true)
+		if r.rng.IntN(2) == 0 {
+			if err := r.a.RemoveMember(r.names[i], false); err != nil && !errors.Is(err, ErrNotMember) && !r.clock.frozen.Load() {
+				r.t.Fatalf("remove %s: %v", r.names[i], err)
+			}
+		}
+		r.devs[i].unfail()
+		if err := r.a.AddMember(r.devs[i], r.names[i]); err != nil && !r.clock.frozen.Load() {
+			r.t.Fatalf("re-add %s: %v", r.names[i], err)
+		}
+		if err := r.a.WaitRebuild(r.t.Context()); err != nil && !r.clock.frozen.Load() {
+			r.t.Fatalf("rebuild %s: %v", r.names[i], err)
+		}
+		if r.clock.frozen.Load() {
+			// Crashed meanwhile: whether it made it back is for the assembly
+			// after the crash to find out; the test leaves it out.
+			return
+		}
+		r.t.Logf("op: re-added %s", r.names[i])
 		delete(r.failed, i)
 		return
 	}
@@ -373,5 +406,10 @@ func (r *modelRun) verifyAll(afterCrash bool) {
 	}
 	if string(buf) != string(buf2) {
 		r.t.Fatalf("two reads of the whole array differ")
+	}
+	// Mirrors agree and parity matches the data (rows with a member missing are
+	// skipped).
+	if res, err := r.a.Check(r.t.Context(), false); err != nil || res.Mismatches != 0 {
+		r.t.Fatalf("check after verify (crash %v): %d mismatches, err %v", afterCrash, res.Mismatches, err)
 	}
 }

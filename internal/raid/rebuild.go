@@ -32,6 +32,9 @@ func (a *Array) AddMember(dev blockdev.Device, name string) error {
 	if a.g.level == 0 {
 		return fmt.Errorf("raid %s: add %s: level 0 has no redundancy to rebuild from: %w", a.name, name, ErrBadGeometry)
 	}
+	if ok, err := a.reAdd(dev, name); ok || err != nil {
+		return err
+	}
 	m := &member{dev: dev, name: name, uuid: newUUID()}
 	// Journal entries a reused device may still carry must not mix with ours.
 	if err := a.wipeJournal(m); err != nil {
@@ -50,6 +53,54 @@ func (a *Array) AddMember(dev blockdev.Device, name string) error {
 		a.writeSuperblocksLocked()
 	}
 	return nil
+}
+
+// reAdd puts a device that was briefly absent back into its role when the
+// write-intent bitmap covers what it missed: only the dirty regions are rebuilt. It
+// reports false when dev is not such a member (AddMember then adds it as new).
+func (a *Array) reAdd(dev blockdev.Device, name string) (bool, error) {
+	if a.bm == nil {
+		return false, nil
+	}
+	sb, err := ReadSuperblock(dev)
+	if err != nil || sb.ArrayUUID != a.uuid || sb.Role == RoleSpare || sb.Role >= uint32(a.g.n) {
+		return false, nil //nolint:nilerr // no superblock of ours: a new member
+	}
+	r := int(sb.Role)
+	a.mu.Lock()
+	cur := a.roles[r]
+	match := (cur == nil && a.ghosts[r] == sb.DeviceUUID) || (cur != nil && cur.st() == RoleFaulty && cur.uuid == sb.DeviceUUID)
+	a.mu.Unlock()
+	if !match {
+		return false, nil
+	}
+	a.rb.mu.Lock()
+	busy := a.rb.active
+	a.rb.mu.Unlock()
+	if busy || a.ctx == nil || a.readOnly || a.failed.Load() {
+		return true, fmt.Errorf("raid %s: re-add %s: a rebuild is running or the array cannot rebuild now; add it when it is done", a.name, name)
+	}
+	m := &member{dev: dev, name: name, uuid: sb.DeviceUUID, flags: sb.Roles[r].Flags & FlagWriteMostly}
+	m.reAdd.Store(true)
+	if err := a.wipeJournal(m); err != nil {
+		return true, fmt.Errorf("raid %s: re-add %s: %w", a.name, name, err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.roles[r] != cur {
+		return true, fmt.Errorf("raid %s: re-add %s: role %d changed meanwhile", a.name, name, r)
+	}
+	if cur != nil {
+		m.flags = cur.flags & FlagWriteMostly
+	}
+	m.state.Store(uint32(RoleRebuilding))
+	a.roles[r] = m
+	a.ghosts[r] = UUID{}
+	a.events++
+	a.writeSuperblocksLocked()
+	a.log.Info("raid member re-added: rebuilding the regions the bitmap marks dirty", "array", a.name, "member", name, "role", r, "regions", a.bm.dirtyCount())
+	a.startRebuildLocked(r, m)
+	return true, nil
 }
 
 // ReplaceMember rebuilds a copy of the member named old onto dev while old keeps
@@ -100,6 +151,7 @@ func (a *Array) startSpareLocked() bool {
 		sp.state.Store(uint32(RoleRebuilding))
 		sp.recovered.Store(0)
 		a.roles[r] = sp
+		a.ghosts[r] = UUID{}
 		a.events++
 		a.writeSuperblocksLocked()
 		a.startRebuildLocked(r, sp)
@@ -165,9 +217,28 @@ func (a *Array) rebuild(ctx context.Context, r int, m *member) error {
 	if a.g.level == 1 || a.g.level == 10 {
 		groups, w = a.g.mirrorGroups()
 	}
+	// The member must carry the bitmap's dirty bits once it is active: after a
+	// crash the bitmap is read from the active members.
+	if a.bm != nil {
+		a.bm.mu.Lock()
+		bad := a.persistBitmapLocked()
+		a.bm.mu.Unlock()
+		for _, f := range bad {
+			a.failMember(f.r, f.m, f.err)
+		}
+	}
+	// A re-added member only misses the regions the bitmap marks dirty.
+	partial := a.bm != nil && m.reAdd.Load()
 	for moff := int64(0); moff < a.g.dataSize; moff += c {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if partial && !a.bm.dirty(moff) {
+			m.recovered.Store(moff + c)
+			a.rb.mu.Lock()
+			a.rb.done = moff + c
+			a.rb.mu.Unlock()
+			continue
 		}
 		if a.failed.Load() {
 			return ErrFailed
@@ -201,6 +272,7 @@ func (a *Array) rebuild(ctx context.Context, r int, m *member) error {
 		return errors.New("member left the array during rebuild")
 	}
 	m.state.Store(uint32(RoleActive))
+	m.reAdd.Store(false)
 	a.events++
 	a.writeSuperblocksLocked()
 	a.log.Info("raid rebuild complete", "array", a.name, "member", m.name, "role", r)
@@ -244,9 +316,9 @@ func (a *Array) rebuildMirror(r int, m *member, moff, lockKey int64, buf []byte)
 // throttle sleeps so the rebuild runs at MaxSpeed when idle and MinSpeed when
 // foreground I/O happened in the last 100 ms.
 func (a *Array) throttle(n int64, spent time.Duration) {
-	speed := a.MaxSpeed
-	if time.Since(time.Unix(0, a.lastIO.Load())) < 100*time.Millisecond && a.MinSpeed > 0 {
-		speed = a.MinSpeed
+	speed := a.maxSpeed.Load()
+	if lo := a.minSpeed.Load(); time.Since(time.Unix(0, a.lastIO.Load())) < 100*time.Millisecond && lo > 0 {
+		speed = lo
 	}
 	if speed <= 0 {
 		return

@@ -23,10 +23,12 @@ func (a *Array) Check(ctx context.Context, repair bool) (ScrubResult, error) {
 	if repair && a.readOnly {
 		return ScrubResult{}, fmt.Errorf("raid %s: repair: array is read-only", a.name)
 	}
-	return a.scrub(ctx, repair, nil)
+	return a.scrub(ctx, repair, false, nil)
 }
 
-func (a *Array) scrub(ctx context.Context, repair bool, progress func(done, total int64)) (ScrubResult, error) {
+// scrub checks (and repairs) every row, or with dirtyOnly only the rows the bitmap
+// marks dirty.
+func (a *Array) scrub(ctx context.Context, repair, dirtyOnly bool, progress func(done, total int64)) (ScrubResult, error) {
 	var res ScrubResult
 	c := a.g.chunk
 	rows := a.g.dataSize / c
@@ -36,6 +38,9 @@ func (a *Array) scrub(ctx context.Context, repair bool, progress func(done, tota
 		}
 		if a.failed.Load() {
 			return res, fmt.Errorf("raid %s: scrub: %w", a.name, ErrFailed)
+		}
+		if dirtyOnly && a.bm != nil && !a.bm.dirty(row*c) {
+			continue
 		}
 		var err error
 		switch a.g.level {
@@ -105,6 +110,7 @@ func (a *Array) scrubStripe(s int64, repair bool, res *ScrubResult) error {
 	for j := k; j < len(shards); j++ {
 		touched[j] = true
 	}
+	defer a.bitmapStartSpan(moff, moff+c)()
 	if a.g.parity() == 2 {
 		if bad, cand := a.locateBad(shards); bad >= 0 {
 			fixed = cand
@@ -217,6 +223,7 @@ func (a *Array) scrubMirror(row int64, grp int, repair bool, res *ScrubResult) e
 			}
 		}
 	}
+	defer a.bitmapStartSpan(moff, moff+c)()
 	for i, r := range who {
 		if !bytes.Equal(copies[i], copies[best]) {
 			_ = a.writeMember(r, roles[r], copies[best], moff)

@@ -2,6 +2,7 @@ package raid
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"time"
 )
@@ -37,6 +38,9 @@ type Status struct {
 	Policy      uint32
 	Members     []MemberStatus
 	Recovery    *Recovery
+	ServedBy    int // pid of this process when it serves the control socket
+	// Write-intent bitmap (BitmapRegions 0: none).
+	BitmapRegions, BitmapDirty, BitmapChunk int64
 }
 
 // Status reports the array's state.
@@ -44,6 +48,12 @@ func (a *Array) Status() Status {
 	a.mu.Lock()
 	st := Status{Name: a.name, UUID: a.uuid, Level: a.g.level, RaidDevices: a.g.n, Chunk: a.g.chunk,
 		Size: a.Size(), Clean: a.clean.Load(), Failed: a.failed.Load(), Events: a.events, Policy: a.policy}
+	if a.ctl != nil {
+		st.ServedBy = os.Getpid()
+	}
+	if a.bm != nil {
+		st.BitmapRegions, st.BitmapDirty, st.BitmapChunk = a.bm.n, a.bm.dirtyCount(), a.bm.region
+	}
 	for r, m := range a.roles {
 		ms := MemberStatus{Role: r, State: RoleMissing}
 		if m != nil {
@@ -111,6 +121,9 @@ func (st Status) String() string {
 		}
 	}
 	b.WriteString("]\n")
+	if st.BitmapRegions > 0 {
+		fmt.Fprintf(&b, "      bitmap: %d/%d regions dirty, %dKB chunk\n", st.BitmapDirty, st.BitmapRegions, st.BitmapChunk/1024)
+	}
 	if r := st.Recovery; r != nil {
 		frac := float64(r.Done) / float64(max(r.Total, 1))
 		bar := int(frac * 20)

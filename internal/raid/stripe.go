@@ -16,9 +16,11 @@ type stripeUpdate struct {
 	pooled   []byte // parity buffer of a full stripe, back to a.parityPool when done
 }
 
-// maxBatch is the most stripes one request journals and writes together. Batches of
-// more than one stripe fail the model test (a bug not found yet), so it is 1.
-const maxBatch = 1
+// maxBatch is the most stripes one request journals and writes together (at most
+// half the journal slots). Batches used to fail the model test; the cause was the
+// replay of old entries after a member joined (see journal.durableSeq), which
+// batches only made more likely.
+const maxBatch = 16
 
 // writeParity writes p at off on RAID-5/6. The request is cut into stripes; up to
 // maxBatch of them are locked (in lock order), computed in parallel, journaled with one
@@ -170,13 +172,11 @@ func (a *Array) putStripe(s, in, w int64, shards [][]byte, touched []bool) error
 // one; the members are written in parallel.
 func (a *Array) putStripes(us []stripeUpdate) error {
 	roles := a.snapshot()
-	intent := false
 	if a.journaled() {
-		release, used, err := a.journalBatch(us, roles)
+		release, err := a.journalBatch(us, roles)
 		if err != nil {
 			return err
 		}
-		intent = used
 		defer release()
 	}
 	var wg sync.WaitGroup
@@ -199,30 +199,8 @@ func (a *Array) putStripes(us []stripeUpdate) error {
 		}()
 	}
 	wg.Wait()
-	if intent {
-		// Intent entries rely on every member being there to resync parity after a
-		// crash. If one failed meanwhile, make this write durable before it is
-		// acknowledged, so that the survivors' parity covers the lost member.
-		for r, m := range roles {
-			if m != nil && m.st() != RoleActive && a.touchedRole(us, r) {
-				a.flushAll()
-				break
-			}
-		}
-	}
 	if a.failed.Load() {
 		return ErrFailed
 	}
 	return nil
-}
-
-func (a *Array) touchedRole(us []stripeUpdate, r int) bool {
-	for _, u := range us {
-		for j, t := range u.touched {
-			if t && a.g.role(u.s, j) == r {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -23,6 +23,7 @@ const (
 
 	roleTableOff  = 168
 	roleEntrySize = 24
+	bitmapFields  = 4032 // BitmapOff, BitmapChunk, BitmapBytes
 )
 
 var superMagic = [8]byte{'R', 'M', 'P', 'T', 'R', 'A', 'I', 'D'}
@@ -69,6 +70,10 @@ func (s RoleState) String() string {
 const (
 	// FlagWriteMostly marks a RAID-1/10 member that reads avoid.
 	FlagWriteMostly uint32 = 1 << 0
+	// FlagReAdd marks a member being re-added after a brief absence: it is in sync
+	// except in the regions the write-intent bitmap marks dirty, which alone are
+	// rebuilt.
+	FlagReAdd uint32 = 1 << 1
 )
 
 // Superblock state bits.
@@ -80,10 +85,10 @@ const (
 const (
 	// PolicyNone: no journal; after an unclean shutdown all parity is resynced.
 	PolicyNone uint32 = 0
-	// PolicyIntentJournal: like PolicyJournal, but full-stripe writes on a healthy
-	// array log only their intent and parity is resynced from the data after a
-	// crash. Faster; like md's PPL it does not cover a member lost (or failed
-	// unnoticed) together with the crash.
+	// PolicyIntentJournal (withdrawn, no longer created): full-stripe writes logged
+	// only their intent. It does not cover a member lost together with a crash, so
+	// arrays that carry it are now journaled in full; replay still understands its
+	// intent entries.
 	PolicyIntentJournal uint32 = 1
 	// PolicyJournal (the default): every stripe update, data and parity, is made
 	// durable in the member journals before it is written in place.
@@ -130,10 +135,18 @@ type Superblock struct {
 	DataSize     uint64 // bytes of data per member
 	JournalOff   uint64 // bytes from the member's start
 	JournalSlots uint32
-	BlockSize    uint32
-	Name         string // at most 32 bytes
-	Policy       uint32
-	Roles        []RoleEntry // RaidDevices entries
+	// JournalDurable: every journal entry with a sequence number up to this one is
+	// durable in place; replay ignores them (0: none known).
+	JournalDurable uint64
+	BlockSize      uint32
+	Name           string // at most 32 bytes
+	Policy         uint32
+	Roles          []RoleEntry // RaidDevices entries
+	// Write-intent bitmap (BitmapOff 0: none): BitmapBytes bytes at BitmapOff, one
+	// bit per BitmapChunk bytes of each member's data area.
+	BitmapOff   uint64
+	BitmapChunk uint64
+	BitmapBytes uint32
 }
 
 // Marshal encodes the superblock into SuperblockSize bytes with its CRC.
@@ -167,6 +180,7 @@ func (sb *Superblock) Marshal() ([]byte, error) {
 	le.PutUint64(b[104:], sb.JournalOff)
 	le.PutUint32(b[112:], sb.JournalSlots)
 	le.PutUint32(b[116:], sb.BlockSize)
+	le.PutUint64(b[120:], sb.JournalDurable)
 	copy(b[128:160], sb.Name)
 	le.PutUint32(b[164:], sb.Policy)
 	for i, r := range sb.Roles {
@@ -175,6 +189,9 @@ func (sb *Superblock) Marshal() ([]byte, error) {
 		le.PutUint32(b[o+16:], uint32(r.State))
 		le.PutUint32(b[o+20:], r.Flags)
 	}
+	le.PutUint64(b[bitmapFields:], sb.BitmapOff)
+	le.PutUint64(b[bitmapFields+8:], sb.BitmapChunk)
+	le.PutUint32(b[bitmapFields+16:], sb.BitmapBytes)
 	le.PutUint32(b[12:], crc32.Checksum(b, castagnoli))
 	return b, nil
 }
@@ -218,6 +235,7 @@ func UnmarshalSuperblock(b []byte) (*Superblock, error) {
 	sb.JournalOff = le.Uint64(b[104:])
 	sb.JournalSlots = le.Uint32(b[112:])
 	sb.BlockSize = le.Uint32(b[116:])
+	sb.JournalDurable = le.Uint64(b[120:])
 	sb.Name = string(bytes.TrimRight(b[128:160], "\x00"))
 	sb.Policy = le.Uint32(b[164:])
 	if sb.RaidDevices == 0 || sb.RaidDevices > MaxMembers {
@@ -228,6 +246,13 @@ func UnmarshalSuperblock(b []byte) (*Superblock, error) {
 	}
 	if sb.BlockSize == 0 || sb.BlockSize > SuperblockSize || sb.Chunk == 0 || sb.Chunk%sb.BlockSize != 0 {
 		return nil, fmt.Errorf("superblock: chunk %d, block size %d: %w", sb.Chunk, sb.BlockSize, ErrBadSuperblock)
+	}
+	sb.BitmapOff = le.Uint64(b[bitmapFields:])
+	sb.BitmapChunk = le.Uint64(b[bitmapFields+8:])
+	sb.BitmapBytes = le.Uint32(b[bitmapFields+16:])
+	if sb.BitmapOff != 0 && (sb.BitmapChunk == 0 || sb.BitmapChunk%uint64(sb.Chunk) != 0 || sb.BitmapBytes == 0 ||
+		sb.BitmapBytes > 1<<20 || sb.BitmapBytes%sb.BlockSize != 0 || sb.BitmapOff%uint64(sb.BlockSize) != 0) {
+		return nil, fmt.Errorf("superblock: bitmap at %d, %d bytes, %d bytes per bit: %w", sb.BitmapOff, sb.BitmapBytes, sb.BitmapChunk, ErrBadSuperblock)
 	}
 	sb.Roles = make([]RoleEntry, sb.RaidDevices)
 	for i := range sb.Roles {

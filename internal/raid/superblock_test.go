@@ -11,8 +11,9 @@ func testSuperblock() *Superblock {
 		Version: SuperblockVersion, ArrayUUID: newUUID(), DeviceUUID: newUUID(), Level: 6, Chunk: 65536,
 		RaidDevices: 4, Role: 2, Clean: true, Events: 42, CTime: 1700000000, DataOffset: 1 << 20,
 		DataSize: 1 << 30, JournalOff: 4096, JournalSlots: 16, BlockSize: 512, Name: "lab0",
-		Policy: PolicyIntentJournal, Roles: []RoleEntry{{newUUID(), RoleActive, 0}, {newUUID(), RoleFaulty, 0},
-			{newUUID(), RoleActive, FlagWriteMostly}, {UUID{}, RoleMissing, 0}},
+		Policy: PolicyJournal, JournalDurable: 123456, BitmapOff: 4096, BitmapChunk: 64 << 20, BitmapBytes: 4096,
+		Roles: []RoleEntry{{newUUID(), RoleActive, 0}, {newUUID(), RoleRebuilding, FlagReAdd},
+			{newUUID(), RoleActive, FlagWriteMostly}, {newUUID(), RoleMissing, 0}},
 	}
 }
 
@@ -63,11 +64,21 @@ func TestSuperblockErrors(t *testing.T) {
 	if _, err := UnmarshalSuperblock(b); !errors.Is(err, ErrBadSuperblock) {
 		t.Errorf("version 9: got %v, want %v", err, ErrBadSuperblock)
 	}
+	sb = testSuperblock()
+	sb.BitmapChunk = 1000 // not a multiple of the chunk
+	b, _ = sb.Marshal()
+	if _, err := UnmarshalSuperblock(b); !errors.Is(err, ErrBadSuperblock) {
+		t.Errorf("bitmap chunk 1000: got %v, want %v", err, ErrBadSuperblock)
+	}
 }
 
 func FuzzSuperblock(f *testing.F) {
 	good, _ := testSuperblock().Marshal()
 	f.Add(good)
+	nobm := testSuperblock()
+	nobm.BitmapOff, nobm.BitmapChunk, nobm.BitmapBytes = 0, 0, 0
+	b, _ := nobm.Marshal()
+	f.Add(b)
 	f.Add(make([]byte, SuperblockSize))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sb, err := UnmarshalSuperblock(b)

@@ -70,7 +70,9 @@ func openVolume(ctx context.Context, spec string, opts volume.Options) (blockdev
 	if err != nil {
 		return nil, err
 	}
-	a, err := Assemble(ctx, ms, AssembleOptions{ReadOnly: opts.ReadOnly})
+	// A process that opens an array serves it: it holds the array's lock and
+	// answers `rampart raid` commands on the control socket.
+	a, err := Assemble(ctx, ms, AssembleOptions{ReadOnly: opts.ReadOnly, Lock: true, Control: true})
 	if err != nil {
 		CloseMembers(ms)
 		return nil, fmt.Errorf("open volume %s: %w", spec, err)

@@ -12,6 +12,7 @@ import (
 // TestVolumeSpec opens an array of files through the raid: volume kind, healthy and
 // with a member missing.
 func TestVolumeSpec(t *testing.T) {
+	t.Setenv("RAMPART_RUN_DIR", t.TempDir())
 	dir := t.TempDir()
 	var ms []Member
 	var paths []string
