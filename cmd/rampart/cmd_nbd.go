@@ -34,7 +34,7 @@ func newNBDCmd(g *globalOptions) *cobra.Command {
 			return runNBDServe(cmd.Context(), g, o)
 		},
 	}
-	serve.Flags().StringVar(&o.listen, "listen", "0.0.0.0:10809", "address to listen on")
+	serve.Flags().StringVar(&o.listen, "listen", "0.0.0.0:10809", "address to listen on: ADDR:PORT, or unix:PATH for a Unix socket (nbd+unix:///NAME?socket=PATH)")
 	serve.Flags().StringArrayVar(&o.exports, "export", nil, "export NAME=VOLUME (a volume spec); repeatable")
 	serve.Flags().BoolVar(&o.readOnly, "read-only", false, "export every volume read-only")
 	cmd.AddCommand(serve)
@@ -71,7 +71,7 @@ func runNBDServe(ctx context.Context, g *globalOptions, o *nbdServeOptions) erro
 		return err
 	}
 	for _, e := range exports {
-		log.Info("nbd export", "url", fmt.Sprintf("nbd://%s/%s", s.Addr(), e.Name), "size", e.Device.Size())
+		log.Info("nbd export", "url", s.URI(e.Name), "size", e.Device.Size())
 	}
 	<-ctx.Done()
 	return s.Close()

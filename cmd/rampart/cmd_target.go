@@ -40,6 +40,7 @@ a running "rampart target serve" picks them up within a second.`,
 		newTargetCreateCmd(to),
 		newTargetDeleteCmd(to),
 		newTargetPortalCmd(to),
+		newTargetTPGCmd(to),
 		newTargetLUNCmd(to),
 		newTargetACLCmd(to),
 		newTargetCHAPCmd(to),
@@ -114,8 +115,49 @@ func newTargetBackstoreCmd(to *targetOptions) *cobra.Command {
 		},
 	}
 	del.Flags().BoolVar(&do.force, "force", false, "also remove the LUNs that map it")
-	cmd.AddCommand(create, del)
+
+	ro := &targetBackstoreResizeOptions{targetOptions: to}
+	resize := &cobra.Command{
+		Use:   "resize NAME SIZE",
+		Short: "Grow the plain file of backstore NAME to SIZE (shrinking needs --force)",
+		Long: `Grow the plain file of backstore NAME to SIZE (K/M/G/T suffixes) and record the size.
+A running "rampart target serve" notices the new size within a second and raises
+CAPACITY DATA HAS CHANGED (2A/09) on every session of the LUN, so initiators re-read the
+capacity. Block devices and other volumes are resized with their own tools; the server
+notices them the same way (at once on SIGHUP).`,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ro.name, ro.size = args[0], args[1]
+			return runTargetBackstoreResize(cmd.Context(), ro)
+		},
+	}
+	resize.Flags().BoolVar(&ro.force, "force", false, "allow shrinking (discards the data past SIZE)")
+	cmd.AddCommand(create, del, resize)
 	return cmd
+}
+
+type targetBackstoreResizeOptions struct {
+	*targetOptions
+	name, size string
+	force      bool
+}
+
+func runTargetBackstoreResize(_ context.Context, o *targetBackstoreResizeOptions) error {
+	n, err := units.ParseSize(o.size)
+	if err != nil {
+		return usagef("backstore %s: size: %w", o.name, err)
+	}
+	return o.update(func(c *target.Config) error {
+		b := c.Backstore(o.name)
+		if b == nil {
+			return fmt.Errorf("%w: backstore %q does not exist", target.ErrEdit, o.name)
+		}
+		if err := target.ResizeFile(*b, n, o.force); err != nil {
+			return err
+		}
+		b.Size = n
+		return nil
+	})
 }
 
 func runTargetBackstoreCreate(_ context.Context, o *targetBackstoreCreateOptions) error {
@@ -256,6 +298,47 @@ func runTargetPortalCreate(_ context.Context, o *targetPortalOptions) error {
 
 func runTargetPortalDelete(_ context.Context, o *targetPortalOptions) error {
 	return o.update(func(c *target.Config) error { return c.DeletePortal(o.iqn, o.portal) })
+}
+
+// --- tpg ---
+
+type targetTPGOptions struct {
+	*targetOptions
+	iqn   string
+	tag   uint16
+	state string
+}
+
+func newTargetTPGCmd(to *targetOptions) *cobra.Command {
+	o := &targetTPGOptions{targetOptions: to}
+	return &cobra.Command{
+		Use:   "tpg IQN TAG alua STATE",
+		Short: "Set a target portal group's ALUA state: active-optimized, active-non-optimized, standby, unavailable",
+		Long: `Set the asymmetric access state of target portal group TAG of target IQN. Each
+portal group is one ALUA target port group (ID = TAG). Initiators read the states with
+REPORT TARGET PORT GROUPS (multipath's group_by_prio / alua prioritizer); a standby or
+unavailable group answers media access with NOT READY (04/0B, 04/0C), a non-optimized
+group still serves I/O. A running "rampart target serve" applies the change within a
+second and raises ASYMMETRIC ACCESS STATE CHANGED (2A/06) on every session of the target.
+
+  rampart target tpg iqn.2026-11.org.example:disk0 2 alua standby`,
+		Args: exactArgs(4),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tag, err := strconv.ParseUint(args[1], 10, 16)
+			if err != nil {
+				return usagef("target %s: portal group tag %q: want a number from 1 to 65535", args[0], args[1])
+			}
+			if args[2] != "alua" {
+				return usagef("target %s portal group %d: attribute %q: the only settable attribute is alua", args[0], tag, args[2])
+			}
+			o.iqn, o.tag, o.state = args[0], uint16(tag), args[3]
+			return runTargetTPG(cmd.Context(), o)
+		},
+	}
+}
+
+func runTargetTPG(_ context.Context, o *targetTPGOptions) error {
+	return o.update(func(c *target.Config) error { return c.SetALUA(o.iqn, o.tag, o.state) })
 }
 
 // --- lun ---

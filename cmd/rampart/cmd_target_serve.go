@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +32,7 @@ type targetServeOptions struct {
 	acls       []string
 	chap       string
 	mutualCHAP string
+	alua       []string // TAG=STATE
 
 	log     *slog.Logger
 	poll    time.Duration            // how often the config file is checked (0: 1 s)
@@ -65,11 +67,12 @@ The quick form serves one volume as LUN 0 of one target, with one target portal 
 	f.StringArrayVar(&o.acls, "acl", nil, "quick form: admit only this initiator (repeatable)")
 	f.StringVar(&o.chap, "chap", "", "quick form: USER:SECRET required of initiators")
 	f.StringVar(&o.mutualCHAP, "mutual-chap", "", "quick form: USER:SECRET the target answers with")
+	f.StringArrayVar(&o.alua, "alua", nil, "quick form: TAG=STATE, ALUA state of the TPG of the TAG-th --listen portal (repeatable)")
 	return cmd
 }
 
 func (o *targetServeOptions) quick() bool {
-	return len(o.listen) > 0 || o.iqn != "" || o.backstore != "" || len(o.acls) > 0 || o.chap != "" || o.mutualCHAP != ""
+	return len(o.listen) > 0 || o.iqn != "" || o.backstore != "" || len(o.acls) > 0 || o.chap != "" || o.mutualCHAP != "" || len(o.alua) > 0
 }
 
 // quickConfig builds the configuration of the quick form.
@@ -104,6 +107,16 @@ func (o *targetServeOptions) quickConfig() (target.Config, error) {
 	cfg := target.Config{
 		Backstores: []target.Backstore{{Name: "lun0", Volume: o.backstore}},
 		Targets:    []target.Target{t},
+	}
+	for _, a := range o.alua {
+		tag, st, ok := strings.Cut(a, "=")
+		n, err := strconv.ParseUint(tag, 10, 16)
+		if !ok || err != nil {
+			return target.Config{}, usagef("serve: --alua %q: want TAG=STATE, e.g. 2=standby", a)
+		}
+		if err := cfg.SetALUA(o.iqn, uint16(n), st); err != nil {
+			return target.Config{}, usagef("serve: --alua %q: %w", a, err)
+		}
 	}
 	if err := target.Validate(cfg); err != nil {
 		return target.Config{}, usagef("serve: %w", err)
@@ -165,7 +178,9 @@ func (o *targetServeOptions) watch(ctx context.Context, srv *target.Server, cfg 
 			return nil
 		case <-hup:
 			o.log.Info("SIGHUP: reloading target configuration", "path", o.config)
+			srv.RefreshSizes()
 		case <-tick.C:
+			srv.RefreshSizes() // a backstore grown behind our back: CAPACITY DATA HAS CHANGED
 			fi, err := os.Stat(o.config)
 			if err != nil || (last != nil && os.SameFile(fi, last) && fi.ModTime().Equal(last.ModTime()) && fi.Size() == last.Size()) {
 				continue

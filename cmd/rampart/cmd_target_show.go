@@ -131,7 +131,11 @@ func renderTree(cfg target.Config) string {
 		line(2, "%s [%s]%s", t.IQN, access, chapText(t.CHAP, t.MutualCHAP))
 		line(3, "tpgs [%d]", len(t.PortalGroups))
 		for _, pg := range t.PortalGroups {
-			line(4, "tpg%d", pg.Tag)
+			if pg.ALUA != "" {
+				line(4, "tpg%d [alua %s]", pg.Tag, pg.ALUA)
+			} else {
+				line(4, "tpg%d", pg.Tag)
+			}
 			for _, p := range pg.Portals {
 				line(5, "%s", p)
 			}

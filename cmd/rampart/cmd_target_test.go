@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -113,6 +114,23 @@ func TestTargetCLI(t *testing.T) {
 				}
 				return ""
 			}},
+		{name: "tpg alua standby", setup: base, args: []string{"tpg", tIQN, "1", "alua", "standby"},
+			check: func(c target.Config) string {
+				if pg := c.Target(tIQN).PortalGroups; len(pg) != 1 || pg[0].ALUA != target.ALUAStandby {
+					return "got " + jsonOf(pg) + ", want tpg1 in standby"
+				}
+				return ""
+			}},
+		{name: "tpg alua back to optimized", setup: append(slices.Clone(base), []string{"tpg", tIQN, "1", "alua", "unavailable"}), args: []string{"tpg", tIQN, "1", "alua", "active-optimized"},
+			check: func(c target.Config) string {
+				if pg := c.Target(tIQN).PortalGroups; len(pg) != 1 || pg[0].ALUA != "" {
+					return "got " + jsonOf(pg) + ", want tpg1 with the default state"
+				}
+				return ""
+			}},
+		{name: "tpg alua bad state", setup: base, args: []string{"tpg", tIQN, "1", "alua", "sleepy"}, wantErr: `ALUA state "sleepy"`},
+		{name: "tpg alua no such group", setup: base, args: []string{"tpg", tIQN, "2", "alua", "standby"}, wantErr: "no portal group 2"},
+		{name: "tpg unknown attribute", setup: base, args: []string{"tpg", tIQN, "1", "color", "red"}, wantErr: `attribute "color"`},
 		{name: "portal duplicate", setup: base, args: []string{"portal", "create", tIQN, "10.3.1.1:3260", "--tpg", "3"}, wantErr: "portal 10.3.1.1:3260 already in portal group 1"},
 		{name: "portal bad address", setup: base, args: []string{"portal", "create", tIQN, "storage1:3260"}, wantErr: `host "storage1" is not an IP address`},
 		{name: "portal delete", setup: base, args: []string{"portal", "delete", tIQN, "10.3.1.1:3260"},

@@ -86,6 +86,12 @@ type Identifier interface {
 	DeviceID() string
 }
 
+// Refresher is a device whose size can change behind it (a file grown with truncate, a
+// resized block device): Refresh re-reads the size and returns it.
+type Refresher interface {
+	Refresh() (int64, error)
+}
+
 // Closer releases the device.
 type Closer = io.Closer
 

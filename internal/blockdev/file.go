@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,7 +34,7 @@ type File struct {
 	f            *os.File
 	fd           int
 	path         string
-	size         int64
+	size         atomic.Int64 // changes only through Refresh
 	bs           int
 	readOnly     bool
 	writeThrough bool
@@ -53,6 +54,7 @@ var (
 	_ WriteCacher       = (*File)(nil)
 	_ Identifier        = (*File)(nil)
 	_ Closer            = (*File)(nil)
+	_ Refresher         = (*File)(nil)
 )
 
 // OpenFile opens path as a Device.
@@ -107,28 +109,49 @@ func create(path string, size int64, bs int, flags int) (*os.File, error) {
 }
 
 func (d *File) stat() error {
+	n, blockDev, err := d.statSize()
+	if err != nil {
+		return err
+	}
+	d.size.Store(n)
+	d.blockDev = blockDev
+	return nil
+}
+
+// statSize reads the size of the file or block device, in whole blocks.
+func (d *File) statSize() (size int64, blockDev bool, err error) {
 	fi, err := d.f.Stat()
 	if err != nil {
-		return fmt.Errorf("stat %s: %w", d.path, err)
+		return 0, false, fmt.Errorf("stat %s: %w", d.path, err)
 	}
 	switch {
 	case fi.Mode().IsRegular():
-		d.size = fi.Size()
+		size = fi.Size()
 	case fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0:
-		d.blockDev = true
-		n, err := blockDevSize(d.fd)
+		blockDev = true
+		size, err = blockDevSize(d.fd)
 		if err != nil {
-			return fmt.Errorf("size of block device %s: %w", d.path, err)
+			return 0, false, fmt.Errorf("size of block device %s: %w", d.path, err)
 		}
-		d.size = n
 	default:
-		return fmt.Errorf("open volume %s: not a regular file or block device (mode %s)", d.path, fi.Mode())
+		return 0, false, fmt.Errorf("open volume %s: not a regular file or block device (mode %s)", d.path, fi.Mode())
 	}
-	d.size -= d.size % int64(d.bs)
-	if d.size == 0 {
-		return fmt.Errorf("open volume %s: smaller than one %d-byte block", d.path, d.bs)
+	size -= size % int64(d.bs)
+	if size == 0 {
+		return 0, false, fmt.Errorf("open volume %s: smaller than one %d-byte block", d.path, d.bs)
 	}
-	return nil
+	return size, blockDev, nil
+}
+
+// Refresh re-reads the size of the file or block device, which may have been grown or
+// shrunk since it was opened, and returns it.
+func (d *File) Refresh() (int64, error) {
+	n, _, err := d.statSize()
+	if err != nil {
+		return d.size.Load(), err
+	}
+	d.size.Store(n)
+	return n, nil
 }
 
 func blockDevSize(fd int) (int64, error) {
@@ -142,7 +165,7 @@ func blockDevSize(fd int) (int64, error) {
 // Path is the absolute path of the backing file or device.
 func (d *File) Path() string { return d.path }
 
-func (d *File) Size() int64             { return d.size }
+func (d *File) Size() int64             { return d.size.Load() }
 func (d *File) BlockSize() int          { return d.bs }
 func (d *File) ReadOnly() bool          { return d.readOnly }
 func (d *File) WriteCacheEnabled() bool { return !d.writeThrough }
@@ -298,21 +321,22 @@ func isNotSupported(err error) bool {
 // MappedExtent reports whether the blocks at off are allocated, and how far that holds,
 // from the file's holes (SEEK_DATA/SEEK_HOLE). A block device is mapped throughout.
 func (d *File) MappedExtent(off int64) (Extent, error) {
-	if off < 0 || off >= d.size || off%int64(d.bs) != 0 {
+	size := d.size.Load()
+	if off < 0 || off >= size || off%int64(d.bs) != 0 {
 		return Extent{}, fmt.Errorf("mapped extent of %s at %d: %w", d.path, off, ErrOutOfRange)
 	}
 	if d.blockDev {
-		return Extent{Off: off, Length: d.size - off, Mapped: true}, nil
+		return Extent{Off: off, Length: size - off, Mapped: true}, nil
 	}
 	data, err := unix.Seek(d.fd, off, unix.SEEK_DATA)
 	if errors.Is(err, unix.ENXIO) { // no data at or after off: a hole to the end
-		return Extent{Off: off, Length: d.size - off}, nil
+		return Extent{Off: off, Length: size - off}, nil
 	}
 	if err != nil {
 		return Extent{}, fmt.Errorf("seek data %s at %d: %w", d.path, off, err)
 	}
 	if data > off {
-		end := min(alignDown(data, int64(d.bs)), d.size)
+		end := min(alignDown(data, int64(d.bs)), size)
 		if end > off {
 			return Extent{Off: off, Length: end - off}, nil
 		}
@@ -321,7 +345,7 @@ func (d *File) MappedExtent(off int64) (Extent, error) {
 	if err != nil {
 		return Extent{}, fmt.Errorf("seek hole %s at %d: %w", d.path, off, err)
 	}
-	end := min(alignUp(hole, int64(d.bs)), d.size)
+	end := min(alignUp(hole, int64(d.bs)), size)
 	if end <= off {
 		end = off + int64(d.bs)
 	}

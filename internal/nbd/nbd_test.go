@@ -17,9 +17,15 @@ import (
 	"github.com/rampart-storage/rampart/internal/blockdev"
 )
 
-func startServer(t *testing.T, exports ...Export) *Server {
+func startServer(t testing.TB, exports ...Export) *Server {
 	t.Helper()
-	s, err := New(Config{Listen: "127.0.0.1:0", Exports: exports})
+	return startServerAt(t, "127.0.0.1:0", exports...)
+}
+
+// startServerAt serves exports on listen (host:port or unix:PATH).
+func startServerAt(t testing.TB, listen string, exports ...Export) *Server {
+	t.Helper()
+	s, err := New(Config{Listen: listen, Exports: exports})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +47,7 @@ type client struct {
 
 func dial(t *testing.T, s *Server, export string) *client {
 	t.Helper()
-	c, err := net.Dial("tcp", s.Addr().String())
+	c, err := net.Dial(s.Addr().Network(), s.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +211,7 @@ func TestUnknownExportAndBadClientLeakNothing(t *testing.T) {
 		nil, []byte("garbage that is not a handshake at all"),
 		append([]byte{0, 0, 0, 3}, bytes.Repeat([]byte{0xff}, 40)...),
 	} {
-		c, err := net.Dial("tcp", s.Addr().String())
+		c, err := net.Dial(s.Addr().Network(), s.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,7 +219,7 @@ func TestUnknownExportAndBadClientLeakNothing(t *testing.T) {
 		c.Write(payload)
 		c.Close()
 	}
-	c, _ := net.Dial("tcp", s.Addr().String())
+	c, _ := net.Dial(s.Addr().Network(), s.Addr().String())
 	io.ReadFull(c, make([]byte, 18))
 	binary.Write(c, binary.BigEndian, uint32(flagFixedNewstyle|flagNoZeroes))
 	sendOpt(c, optExportName, []byte("nope"))
@@ -238,9 +244,18 @@ func TestLibnbdTools(t *testing.T) {
 			t.Skipf("%s not installed (Debian libnbd-bin)", tool)
 		}
 	}
-	dev := blockdev.NewMem(8<<20, 512)
-	s := startServer(t, Export{Name: "disk", Device: dev})
-	url := "nbd://" + s.Addr().String() + "/disk"
+	for _, listen := range []string{"127.0.0.1:0", "unix:" + filepath.Join(t.TempDir(), "nbd.sock")} {
+		t.Run(strings.SplitN(listen, ":", 2)[0], func(t *testing.T) {
+			dev := blockdev.NewMem(8<<20, 512)
+			s := startServerAt(t, listen, Export{Name: "disk", Device: dev})
+			libnbdRoundTrip(t, s.URI("disk"))
+		})
+	}
+}
+
+// libnbdRoundTrip checks url with nbdinfo, then writes and reads back 8 MiB with nbdcopy.
+func libnbdRoundTrip(t *testing.T, url string) {
+	t.Helper()
 	out, err := exec.Command("nbdinfo", url).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "8388608") {
 		t.Fatalf("nbdinfo %s: %v\n%s", url, err, out)
@@ -258,5 +273,34 @@ func TestLibnbdTools(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(dst); !bytes.Equal(got, data) {
 		t.Errorf("data copied back through NBD differs")
+	}
+}
+
+func TestURI(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "n.sock")
+	for _, tt := range []struct{ listen, wantPrefix, wantSuffix string }{
+		{"127.0.0.1:0", "nbd://127.0.0.1:", "/my%20disk"},
+		{"unix:" + sock, "nbd+unix:///my%20disk?socket=", sock},
+	} {
+		s := startServerAt(t, tt.listen, Export{Name: "my disk", Device: blockdev.NewMem(1<<20, 512)})
+		if got := s.URI("my disk"); !strings.HasPrefix(got, tt.wantPrefix) || !strings.HasSuffix(got, tt.wantSuffix) {
+			t.Errorf("listen %s: got URI %q, want %s...%s", tt.listen, got, tt.wantPrefix, tt.wantSuffix)
+		}
+	}
+	// A stale socket file is replaced; any other file is left alone.
+	s := startServerAt(t, "unix:"+sock, Export{Name: "d", Device: blockdev.NewMem(1<<20, 512)})
+	s.Close()
+	plain := filepath.Join(t.TempDir(), "plain")
+	os.WriteFile(plain, []byte("keep"), 0o600)
+	if _, err := New(Config{Listen: "unix:" + plain, Exports: []Export{{Name: "d", Device: blockdev.NewMem(1<<20, 512)}}}); err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := New(Config{Listen: "unix:" + plain, Exports: []Export{{Name: "d", Device: blockdev.NewMem(1<<20, 512)}}})
+	if err := srv.Start(t.Context()); err == nil {
+		srv.Close()
+		t.Fatal("listening over a plain file succeeded, want an error")
+	}
+	if b, _ := os.ReadFile(plain); string(b) != "keep" {
+		t.Error("the plain file was replaced")
 	}
 }

@@ -6,7 +6,10 @@
 // Negotiation supports NBD_OPT_EXPORT_NAME, LIST, INFO, GO and ABORT; STARTTLS and
 // structured replies are refused, so replies are simple replies. Transmission supports
 // READ, WRITE (with FUA), FLUSH, TRIM, WRITE_ZEROES (with NO_HOLE) and CACHE, many
-// requests in flight per connection, executed concurrently and answered as they finish.
+// requests in flight per connection, executed concurrently and answered as they finish;
+// a read's reply header and data go out in one writev, straight from the request's
+// pooled buffer. The server listens on TCP or, for clients on the same host, on a Unix
+// socket (Config.Listen "unix:PATH"; Server.URI gives the libnbd URI either way).
 package nbd
 
 import (

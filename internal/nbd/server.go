@@ -9,7 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
+	"os"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/rampart-storage/rampart/internal/blockdev"
@@ -24,7 +27,9 @@ type Export struct {
 
 // Config is what a Server serves.
 type Config struct {
-	// Listen is the address to listen on (host:port; port 10809 is NBD's).
+	// Listen is the address to listen on: host:port (port 10809 is NBD's), or
+	// unix:PATH for a Unix domain socket, the cheaper transport for a client on the
+	// same host (libnbd URI nbd+unix:///EXPORT?socket=PATH).
 	Listen  string
 	Exports []Export
 	Logger  *slog.Logger
@@ -44,6 +49,7 @@ type Server struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
+	done   chan struct{} // closed by Close
 	wg     sync.WaitGroup
 }
 
@@ -58,7 +64,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 64
 	}
-	s := &Server{cfg: cfg, exports: map[string]*Export{}, ua: map[string]*blockdev.Unaligned{}, log: cfg.Logger, ready: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+	s := &Server{cfg: cfg, exports: map[string]*Export{}, ua: map[string]*blockdev.Unaligned{}, log: cfg.Logger, ready: make(chan struct{}), done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
 	for i := range cfg.Exports {
 		e := &cfg.Exports[i]
 		if _, dup := s.exports[e.Name]; dup {
@@ -72,11 +78,29 @@ func New(cfg Config) (*Server, error) {
 
 // Start listens and serves in the background until Close or ctx is done.
 func (s *Server) Start(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	network, addr := "tcp", s.cfg.Listen
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		network, addr = "unix", path
+		// A socket left by a previous server that died is replaced; any other file is not.
+		if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(path)
+		}
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, network, addr)
 	if err != nil {
 		return fmt.Errorf("nbd: listen %s: %w", s.cfg.Listen, err)
 	}
 	return s.Serve(ctx, ln)
+}
+
+// URI returns the NBD URI (as libnbd's tools and fio's nbd engine take it) of export
+// name on this server: nbd://HOST:PORT/NAME, or nbd+unix:///NAME?socket=PATH.
+func (s *Server) URI(name string) string {
+	if a, ok := s.ln.Addr().(*net.UnixAddr); ok {
+		return "nbd+unix:///" + url.PathEscape(name) + "?socket=" + a.Name
+	}
+	return "nbd://" + s.ln.Addr().String() + "/" + url.PathEscape(name)
 }
 
 // Serve serves on ln in the background (for tests and unix sockets).
@@ -84,7 +108,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.ln = ln
 	close(s.ready)
 	s.wg.Add(2)
-	go func() { defer s.wg.Done(); <-ctx.Done(); s.Close() }()
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-ctx.Done():
+			go s.Close() // Close waits for this goroutine
+		case <-s.done:
+		}
+	}()
 	go func() {
 		defer s.wg.Done()
 		for {
@@ -139,6 +170,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.done)
 	for c := range s.conns {
 		c.Close()
 	}

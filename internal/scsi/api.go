@@ -56,6 +56,9 @@ type PortGroup struct {
 	ID      uint16
 	State   PortGroupState
 	PortIDs []uint16
+	// Altered says the state was changed while serving (implicit ALUA): REPORT TARGET
+	// PORT GROUPS then reports status code 02h.
+	Altered bool
 }
 
 // Nexus is the I_T nexus a command arrived on: which initiator port, through which

@@ -288,6 +288,12 @@ func (lu *LogicalUnit) execute(ctx context.Context, cmd *Command, resp *Response
 		errInvalidOpcode.fill(resp)
 		return
 	}
+	if len(cmd.Nexus.Groups) > 0 {
+		if c := aluaRefuses(cmd.Nexus.portState(), cdb); c != nil {
+			c.fill(resp)
+			return
+		}
+	}
 	if lu.reserved.Load() && lu.conflicts(t, h.class) {
 		errConflict.fill(resp)
 		return

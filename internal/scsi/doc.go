@@ -12,7 +12,8 @@
 //   - Nexus: the I_T nexus (initiator port + target port). Unit attentions are kept per
 //     nexus: POWER ON/RESET at the first command of a new nexus (INQUIRY, REPORT LUNS
 //     and REQUEST SENSE do not consume it), RESERVATIONS PREEMPTED/RELEASED,
-//     REGISTRATIONS PREEMPTED, CAPACITY DATA HAS CHANGED, MODE PARAMETERS CHANGED.
+//     REGISTRATIONS PREEMPTED, CAPACITY DATA HAS CHANGED (CapacityChanged), MODE
+//     PARAMETERS CHANGED, ASYMMETRIC ACCESS STATE CHANGED (AccessStateChanged).
 //   - Reservations: SPC-2 RESERVE/RELEASE and SPC-4 persistent reservations (pr.go,
 //     prout.go) with all six types; the conflict check on the I/O path is one atomic
 //     load while no reservation or registration exists. With APTPL the state is saved
@@ -22,7 +23,10 @@
 //   - Thin provisioning: when the device is a blockdev.Unmapper the unit reports LBPME,
 //     LBPU/LBPWS and serves UNMAP, WRITE SAME with UNMAP and GET LBA STATUS (holes of a
 //     sparse file are deallocated).
-//   - ALUA: implicit only; REPORT TARGET PORT GROUPS comes from Nexus.Groups.
+//   - ALUA: implicit only (TPGS 01b); REPORT TARGET PORT GROUPS (both formats) comes
+//     from Nexus.Groups, and media access through a standby or unavailable group gets
+//     NOT READY 04/0B or 04/0C (alua.go). A transport that changes a state hands later
+//     commands a Nexus with the new Groups and calls AccessStateChanged (2A/06).
 //
 // Residuals follow SAM/iSCSI: a read returns at most the expected length (Overflow
 // when the CDB asked for more, Underflow when less), a write writes the whole blocks

@@ -24,10 +24,15 @@ func FuzzExecute(f *testing.F) {
 		{opMaintenanceIn, saReportOpcodes, 0x80, 0, 0, 0, 0, 0, 0x10, 0, 0, 0},
 		{opReportLUNs, 0, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0},
 		cdb16(opCompareAndWrite, 0, 1),
+		{opMaintenanceIn, saReportTPG, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0},
+		{opMaintenanceIn, saReportTPG | 0x20, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0},
 	}
 	for _, s := range seeds {
 		f.Add(s, make([]byte, 40), uint32(512), uint64(0))
 	}
+	// Bits 8-9 of lun pick the ALUA state of the nexus' port group.
+	f.Add(cdb10(opRead10, 0, 1), []byte{}, uint32(512), uint64(ALUAStandby)<<8)
+	f.Add([]byte{opMaintenanceIn, saReportTPG, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0}, []byte{}, uint32(256), uint64(ALUAUnavailable)<<8)
 	f.Fuzz(func(t *testing.T, cdb, data []byte, expIn uint32, lun uint64) {
 		if len(cdb) > 32 || len(data) > 1<<16 {
 			return
@@ -39,6 +44,7 @@ func FuzzExecute(f *testing.F) {
 			t.Fatal(err)
 		}
 		n := testNexus("f", "1", 1)
+		n.Groups[0].State = PortGroupState(lun >> 8 & 3)
 		luns := StaticLUNs{0: lu}
 		for i := 0; i < 2; i++ { // the second run is past the power-on UA
 			cmd := &Command{Nexus: n, LUN: lun % 2, CDB: cdb, DataOut: data, ExpectedDataIn: expIn, ExpectedDataOut: uint32(len(data))}

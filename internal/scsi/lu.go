@@ -77,6 +77,8 @@ type LogicalUnit struct {
 // nexusState is what a logical unit keeps per I_T nexus: pending unit attentions.
 type nexusState struct {
 	id      string
+	port    string // target port name, for AccessStateChanged
+	ptr     *Nexus // the Nexus pointer it is cached under in LogicalUnit.nexi
 	who     prIdent
 	mu      sync.Mutex
 	pending atomic.Int32
@@ -173,10 +175,16 @@ func (lu *LogicalUnit) nexus(n *Nexus) *nexusState {
 	defer lu.mu.Unlock()
 	ns := lu.byID[id]
 	if ns == nil {
-		ns = &nexusState{id: id, who: identOf(n)}
+		ns = &nexusState{id: id, port: n.Port.Name, who: identOf(n)}
 		ns.addUA(ascPowerOnReset)
 		lu.byID[id] = ns
 	}
+	if ns.ptr != nil && ns.ptr != n {
+		// The transport replaced the nexus' description (new port group states): the
+		// old pointer is not used again.
+		lu.nexi.Delete(ns.ptr)
+	}
+	ns.ptr = n
 	lu.nexi.Store(n, ns)
 	return ns
 }

@@ -1,9 +1,5 @@
 package scsi
 
-import (
-	"encoding/binary"
-)
-
 func opTUR(t *task) *checkCond { return nil }
 
 func opRequestSenseFn(t *task) *checkCond {
@@ -66,49 +62,4 @@ func opMaintenanceInFn(t *task) *checkCond {
 		return reportOpcodes(t)
 	}
 	return invalidCDB(1, 4)
-}
-
-func opMaintenanceOutFn(t *task) *checkCond {
-	// SET TARGET PORT GROUPS: ALUA is implicit only.
-	return invalidCDB(1, 4)
-}
-
-// reportTPG answers REPORT TARGET PORT GROUPS from the nexus' port groups.
-func reportTPG(t *task) *checkCond {
-	cdb := t.cdb[:12]
-	alloc := binary.BigEndian.Uint32(cdb[6:])
-	format := cdb[1] >> 5
-	if format != 0 && format != 1 {
-		return invalidCDB(1, 7)
-	}
-	groups := t.cmd.Nexus.Groups
-	if len(groups) == 0 && t.cmd.Nexus.Port.RelativeID != 0 {
-		p := t.cmd.Nexus.Port
-		groups = []PortGroup{{ID: p.GroupID, State: ALUAActiveOptimized, PortIDs: []uint16{p.RelativeID}}}
-	}
-	hdr := 4
-	if format == 1 {
-		hdr = 8
-	}
-	d := make([]byte, hdr)
-	if format == 1 {
-		d[4] = 0x10 // format 1 (extended header)
-	}
-	for _, g := range groups {
-		desc := make([]byte, 8, 8+4*len(g.PortIDs))
-		desc[0] = 0x80 | byte(g.State)&0x0f // PREF=1 for the optimized one is optional
-		if g.State != ALUAActiveOptimized {
-			desc[0] = byte(g.State) & 0x0f
-		}
-		desc[1] = 0x80 | 0x08 | 0x04 | 0x02 | 0x01 // T_SUP, U_SUP, S_SUP, AN_SUP, AO_SUP
-		binary.BigEndian.PutUint16(desc[2:], g.ID)
-		desc[7] = byte(len(g.PortIDs))
-		for _, id := range g.PortIDs {
-			desc = append(desc, 0, 0, byte(id>>8), byte(id))
-		}
-		d = append(d, desc...)
-	}
-	binary.BigEndian.PutUint32(d, uint32(len(d)-4))
-	t.data = d[:min(len(d), int(alloc))]
-	return nil
 }

@@ -18,6 +18,9 @@ const (
 // Additional sense codes (ASC<<8 | ASCQ).
 const (
 	ascNone                  = 0x0000
+	ascALUATransitioning     = 0x040a
+	ascALUAStandby           = 0x040b
+	ascALUAUnavailable       = 0x040c
 	ascParamListLength       = 0x1a00
 	ascMiscompareVerify      = 0x1d00
 	ascInvalidOpcode         = 0x2000
@@ -31,6 +34,7 @@ const (
 	ascReservationsPreempted = 0x2a03
 	ascReservationsReleased  = 0x2a04
 	ascRegistrationsPreempt  = 0x2a05
+	ascALUAChanged           = 0x2a06
 	ascCapacityChanged       = 0x2a09
 	ascSavingNotSupported    = 0x3900
 	ascInsufficientResources = 0x5503

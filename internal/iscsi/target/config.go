@@ -48,10 +48,25 @@ type Target struct {
 }
 
 // PortalGroup is a target portal group: a tag and the portals (ADDR:PORT) it listens on.
+// It is also one ALUA target port group, whose ID is the tag.
 type PortalGroup struct {
 	Tag     uint16   `json:"tag"`
 	Portals []string `json:"portals"`
+	// ALUA is the asymmetric access state of the group: "active-optimized" (the
+	// default, also ""), "active-non-optimized", "standby" or "unavailable". Standby
+	// and unavailable groups answer media access with NOT READY (04/0B, 04/0C);
+	// changing it while serving raises ASYMMETRIC ACCESS STATE CHANGED on every
+	// nexus of the target.
+	ALUA string `json:"alua,omitempty"`
 }
+
+// ALUA states of PortalGroup.ALUA.
+const (
+	ALUAActiveOptimized    = "active-optimized"
+	ALUAActiveNonOptimized = "active-non-optimized"
+	ALUAStandby            = "standby"
+	ALUAUnavailable        = "unavailable"
+)
 
 // LUN maps a backstore into a target under a LUN number.
 type LUN struct {

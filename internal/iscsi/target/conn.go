@@ -20,7 +20,7 @@ type conn struct {
 	srv    *Server
 	nc     net.Conn
 	br     *bufio.Reader
-	bw     *bufio.Writer
+	bw     *sockWriter
 	portal string
 	sess   *session
 	log    *slog.Logger
@@ -35,10 +35,7 @@ type conn struct {
 	statSN     uint32    // owned by the writer after login
 	wpdu       iscsi.PDU // the writer's Data-In and SCSI Response header
 
-	snMu     sync.Mutex
-	expCmdSN uint32
-	inflight uint32 // non-immediate commands not yet answered
-	lastMax  uint32
+	win cmdWindow // CmdSN window and reorder queue
 
 	mu         sync.Mutex
 	tasks      map[uint32]*task
@@ -63,7 +60,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, portal string) {
 		srv:    s,
 		nc:     nc,
 		br:     bufio.NewReaderSize(nc, 64<<10),
-		bw:     bufio.NewWriterSize(nc, 256<<10),
+		bw:     newSockWriter(nc),
 		portal: portal,
 		log:    s.log.With("remote", nc.RemoteAddr().String()),
 		tasks:  map[uint32]*task{},
@@ -90,8 +87,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, portal string) {
 func (c *conn) run(ctx context.Context) {
 	p := &c.sess.params
 	c.digests = iscsi.Digests{Header: p.HeaderDigest, Data: p.DataDigest}
-	c.expCmdSN = c.sess.loginCmdSN
-	c.lastMax = c.expCmdSN + uint32(c.srv.opts.QueueDepth) - 1
+	c.win.init(c.sess.loginCmdSN, c.srv.opts.QueueDepth)
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	c.out = make(chan *outMsg, 256)
 	c.quit = make(chan struct{})
@@ -183,58 +179,40 @@ func (c *conn) handle(req *iscsi.PDU) error {
 	return nil
 }
 
-// acceptCmdSN checks a non-immediate command's CmdSN against the window and advances
-// ExpCmdSN. Commands outside the window are dropped silently (RFC 7143 4.2.2.1).
-func (c *conn) acceptCmdSN(req *iscsi.PDU, counts bool) bool {
-	sn := req.U32(24)
-	c.snMu.Lock()
-	defer c.snMu.Unlock()
-	if req.Immediate() {
-		if counts {
-			c.inflight++
-		}
-		return true
+// ordered runs fn for a command PDU in CmdSN order (see cmdWindow): at once when it is
+// immediate or next in order, later when it arrived ahead of ExpCmdSN (then fn gets a
+// copy of req, whose buffers the reader reuses). Commands outside the window are
+// dropped silently (RFC 7143 4.2.2.1).
+func (c *conn) ordered(req *iscsi.PDU, fn func(*iscsi.PDU)) {
+	sn, imm := req.U32(24), req.Immediate()
+	if !c.win.receive(sn, imm, false) {
+		c.log.Debug("dropping command outside the CmdSN window", "op", req.Opcode().String(), "cmdsn", sn)
+		return
 	}
-	if !snInWindow(sn, c.expCmdSN, c.maxCmdSNLocked()) {
-		c.log.Debug("dropping command outside the CmdSN window", "cmdsn", sn, "exp", c.expCmdSN)
-		return false
+	if imm {
+		fn(req)
+		return
 	}
-	if sn == c.expCmdSN {
-		c.expCmdSN++
+	cp := clonePDU(req)
+	c.win.deliver(sn, false, deliverFunc(func() { fn(cp) }))
+}
+
+// clonePDU returns a copy of p that shares no buffer with it.
+func clonePDU(p *iscsi.PDU) *iscsi.PDU {
+	cp := &iscsi.PDU{BHS: p.BHS}
+	if len(p.AHS) > 0 {
+		cp.AHS = append([]byte(nil), p.AHS...)
 	}
-	if counts {
-		c.inflight++
+	if len(p.Data) > 0 {
+		cp.Data = append([]byte(nil), p.Data...)
 	}
-	return true
+	return cp
 }
 
 // commandDone closes a counted command's slot in the window.
-func (c *conn) commandDone() {
-	c.snMu.Lock()
-	c.inflight--
-	c.snMu.Unlock()
-}
+func (c *conn) commandDone() { c.win.done() }
 
-// maxCmdSNLocked is ExpCmdSN-1 plus the free slots of the queue, never decreasing.
-func (c *conn) maxCmdSNLocked() uint32 {
-	free := uint32(c.srv.opts.QueueDepth) - min(c.inflight, uint32(c.srv.opts.QueueDepth))
-	m := c.expCmdSN - 1 + free
-	if int32(m-c.lastMax) > 0 {
-		c.lastMax = m
-	}
-	return c.lastMax
-}
-
-func (c *conn) cmdSNs() (exp, max uint32) {
-	c.snMu.Lock()
-	defer c.snMu.Unlock()
-	return c.expCmdSN, c.maxCmdSNLocked()
-}
-
-// snInWindow reports exp <= sn <= max in serial number arithmetic.
-func snInWindow(sn, exp, max uint32) bool {
-	return int32(sn-exp) >= 0 && int32(max-sn) >= 0
-}
+func (c *conn) cmdSNs() (exp, max uint32) { return c.win.sns() }
 
 // pinger sends a NOP-In when the initiator has been silent for NopInterval and drops
 // the connection when a ping stays unanswered as long.

@@ -1,9 +1,6 @@
 package target
 
-import (
-	"github.com/rampart-storage/rampart/internal/iscsi"
-	"github.com/rampart-storage/rampart/internal/scsi"
-)
+import "github.com/rampart-storage/rampart/internal/iscsi"
 
 func (c *conn) nopOut(req *iscsi.PDU) {
 	if req.ITT() == iscsi.ReservedTag {
@@ -13,9 +10,11 @@ func (c *conn) nopOut(req *iscsi.PDU) {
 		}
 		return
 	}
-	if !c.acceptCmdSN(req, false) {
-		return
-	}
+	c.ordered(req, c.nopOutDelivered)
+}
+
+// nopOutDelivered answers a NOP-Out with an ITT, echoing its data.
+func (c *conn) nopOutDelivered(req *iscsi.PDU) {
 	m := newMsg(iscsi.OpNOPIn, statAdvance)
 	m.pdu.BHS[1] = iscsi.FlagFinal
 	m.pdu.SetLUN(req.LUN())
@@ -46,10 +45,9 @@ const (
 	tmfRejected        = 255
 )
 
-func (c *conn) taskMgmt(req *iscsi.PDU) {
-	if !c.acceptCmdSN(req, false) {
-		return
-	}
+func (c *conn) taskMgmt(req *iscsi.PDU) { c.ordered(req, c.taskMgmtDelivered) }
+
+func (c *conn) taskMgmtDelivered(req *iscsi.PDU) {
 	fn := req.Flags() & 0x7f
 	lun := DecodeLUN(req.LUN())
 	luns := c.sess.luns.Load()
@@ -180,10 +178,9 @@ const (
 	logoutRemoveRecovery = 2
 )
 
-func (c *conn) logout(req *iscsi.PDU) {
-	if !c.acceptCmdSN(req, false) {
-		return
-	}
+func (c *conn) logout(req *iscsi.PDU) { c.ordered(req, c.logoutDelivered) }
+
+func (c *conn) logoutDelivered(req *iscsi.PDU) {
 	reason := req.Flags() & 0x7f
 	m := newMsg(iscsi.OpLogoutResp, statAdvance)
 	m.pdu.BHS[1] = iscsi.FlagFinal
@@ -208,10 +205,9 @@ func (c *conn) logout(req *iscsi.PDU) {
 }
 
 // text answers a Text request: SendTargets, with continuation both ways.
-func (c *conn) text(req *iscsi.PDU) {
-	if !c.acceptCmdSN(req, false) {
-		return
-	}
+func (c *conn) text(req *iscsi.PDU) { c.ordered(req, c.textDelivered) }
+
+func (c *conn) textDelivered(req *iscsi.PDU) {
 	ttt := req.U32(20)
 	mrdsl := int(c.sess.params.MaxRecvDataSegmentLength)
 	if ttt != iscsi.ReservedTag && ttt == c.textTTT && len(c.textOut) > 0 {
@@ -281,5 +277,3 @@ func (c *conn) sendText(req *iscsi.PDU, mrdsl int) {
 	}
 	c.send(m)
 }
-
-var _ scsi.LUNMap = (*lunTable)(nil)

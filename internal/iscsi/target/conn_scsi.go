@@ -11,6 +11,7 @@ import (
 
 // task is one SCSI command of a connection, from its SCSI Command PDU to its response.
 type task struct {
+	c      *conn
 	itt    uint32
 	lunRaw uint64
 	lu     *scsi.LogicalUnit
@@ -31,6 +32,7 @@ type task struct {
 	r2tSN       uint32
 	outstanding uint32
 	executing   bool
+	delivered   bool // its turn in CmdSN order has come (see cmdWindow)
 	counted     bool
 	aborted     atomic.Bool
 	done        chan struct{} // closed when the task is answered or dropped
@@ -108,11 +110,13 @@ func (c *conn) scsiCommand(req *iscsi.PDU) {
 		c.reject(req, rejectInvalidField)
 		return
 	}
-	if !c.acceptCmdSN(req, true) {
+	sn, imm := req.U32(24), req.Immediate()
+	if !c.win.receive(sn, imm, true) {
+		c.log.Debug("dropping command outside the CmdSN window", "cmdsn", sn, "itt", req.ITT())
 		return
 	}
-	luns := c.sess.luns.Load()
-	t := &task{itt: req.ITT(), lunRaw: req.LUN(), edtl: edtl, luns: luns, counted: true, done: make(chan struct{})}
+	luns := *c.sess.luns.Load()
+	t := &task{c: c, itt: req.ITT(), lunRaw: req.LUN(), edtl: edtl, luns: luns, counted: true, done: make(chan struct{})}
 	t.cmd.LUN = DecodeLUN(t.lunRaw)
 	t.lu = luns.Lookup(t.cmd.LUN)
 	t.cdb = [16]byte(req.BHS[32:48])
@@ -121,7 +125,6 @@ func (c *conn) scsiCommand(req *iscsi.PDU) {
 		t.cdbExt = append(append(make([]byte, 0, 16+len(ext)), t.cdb[:]...), ext...)
 		t.cmd.CDB = t.cdbExt
 	}
-	t.cmd.Nexus = c.sess.nexus.Load()
 	t.cmd.Attr = scsi.TaskAttr(flags & 7)
 	if t.cmd.Attr > scsi.TaskACA {
 		t.cmd.Attr = scsi.TaskSimple
@@ -136,37 +139,47 @@ func (c *conn) scsiCommand(req *iscsi.PDU) {
 	c.mu.Lock()
 	c.tasks[t.itt] = t
 	c.mu.Unlock()
-	if edtl > MaxTransferLength {
+	if write && edtl > 0 && edtl <= MaxTransferLength {
+		// Data-out is gathered from now on, even while the command waits for its turn
+		// in CmdSN order; R2Ts and execution wait for delivery.
+		t.outBufP = getBuf(edtl)
+		t.outBuf = (*t.outBufP)[:edtl]
+		copy(t.outBuf, immData)
+		t.received = uint32(len(immData))
+		final := flags&iscsi.FlagFinal != 0
+		switch {
+		case final || p.InitialR2T:
+			t.unsolEnd, t.unsolDone = t.received, true
+		default:
+			t.unsolEnd = min(p.FirstBurstLength, edtl)
+		}
+		t.nextR2T = t.unsolEnd
+	}
+	c.win.deliver(sn, imm, t)
+}
+
+// deliver starts a SCSI task whose turn in CmdSN order has come: it runs once its
+// data-out is complete, and asks for what is missing with R2Ts.
+func (t *task) deliver() {
+	c := t.c
+	t.delivered = true
+	if t.aborted.Load() || t.executing {
+		return // aborted while held, or already answered (data phase error)
+	}
+	t.cmd.Nexus = c.sess.nexus.Load()
+	switch {
+	case t.edtl > MaxTransferLength:
 		// A well-formed command asking more than this target buffers: a SCSI error the
 		// initiator can act on, not a Reject (libiscsi stalls on a rejected command).
+		t.executing = true
 		t.cmd.ExpectedDataIn = 0
-		scsi.TransferTooLong(&t.resp, edtl)
+		scsi.TransferTooLong(&t.resp, t.edtl)
 		m := newMsg(iscsi.OpSCSIResponse, statAdvance)
 		m.task = t
 		c.send(m)
-		return
-	}
-	if !write || edtl == 0 {
+	case t.outBuf == nil || (t.received == t.edtl && t.outstanding == 0):
 		c.execute(t)
-		return
-	}
-	t.outBufP = getBuf(edtl)
-	t.outBuf = (*t.outBufP)[:edtl]
-	copy(t.outBuf, immData)
-	t.received = uint32(len(immData))
-	final := flags&iscsi.FlagFinal != 0
-	switch {
-	case final || p.InitialR2T:
-		t.unsolEnd, t.unsolDone = t.received, true
-	default:
-		t.unsolEnd = min(p.FirstBurstLength, edtl)
-	}
-	t.nextR2T = t.unsolEnd
-	if t.received == edtl {
-		c.execute(t)
-		return
-	}
-	if t.unsolDone {
+	case t.unsolDone:
 		c.sendR2Ts(t)
 	}
 }
@@ -249,6 +262,9 @@ func (c *conn) dataOut(req *iscsi.PDU) error {
 		} else if t.outstanding > 0 {
 			t.outstanding--
 		}
+	}
+	if !t.delivered {
+		return nil // task.deliver executes it or sends its R2Ts
 	}
 	if t.received >= t.edtl && t.outstanding == 0 {
 		c.execute(t)

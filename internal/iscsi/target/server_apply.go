@@ -64,36 +64,21 @@ func (t *targetState) admits(initiator string) bool {
 	return t.cfg.OpenAccess || t.acl(initiator) != nil
 }
 
-// lunTable is what one session sees: a scsi.LUNMap.
-type lunTable struct {
-	m    map[uint64]*scsi.LogicalUnit
-	list []uint64
-}
-
-var _ scsi.LUNMap = (*lunTable)(nil)
-
-func (l *lunTable) Lookup(lun uint64) *scsi.LogicalUnit { return l.m[lun] }
-func (l *lunTable) LUNs() []uint64                      { return l.list }
-
-// lunsFor builds the LUN table of initiator, applying ACL masking.
-func (t *targetState) lunsFor(initiator string) *lunTable {
-	lt := &lunTable{m: map[uint64]*scsi.LogicalUnit{}}
+// lunsFor builds the LUNs initiator sees, applying ACL masking.
+func (t *targetState) lunsFor(initiator string) *scsi.StaticLUNs {
+	lt := scsi.StaticLUNs{}
 	if a := t.acl(initiator); a != nil && len(a.MappedLUNs) > 0 {
 		for _, m := range a.MappedLUNs {
 			if u := t.luns[m.TargetLUN]; u != nil {
-				lt.m[m.LUN] = u.lu
+				lt[m.LUN] = u.lu
 			}
 		}
 	} else {
 		for n, u := range t.luns {
-			lt.m[n] = u.lu
+			lt[n] = u.lu
 		}
 	}
-	for n := range lt.m {
-		lt.list = append(lt.list, n)
-	}
-	slices.Sort(lt.list)
-	return lt
+	return &lt
 }
 
 // Apply moves the server to cfg: it opens new backstores, binds new portals, updates
@@ -139,11 +124,13 @@ func (s *Server) Apply(ctx context.Context, cfg Config) error {
 		bound = append(bound, p)
 	}
 
-	// Backstores: keep unchanged ones, open new or changed ones.
+	// Backstores: keep unchanged ones (a new Size alone is a resize, picked up by
+	// refreshSizesLocked below), open new or changed ones.
 	units := map[string]*unit{}
 	var opened []*unit
 	for _, b := range cfg.Backstores {
-		if u := s.units[b.Name]; u != nil && u.bs == b {
+		if u := s.units[b.Name]; u != nil && sameVolume(u.bs, b) {
+			u.bs = b
 			units[b.Name] = u
 			continue
 		}
@@ -159,8 +146,13 @@ func (s *Server) Apply(ctx context.Context, cfg Config) error {
 	}
 
 	targets := map[string]*targetState{}
+	var aluaChanged []*targetState
 	for _, t := range cfg.Targets {
-		targets[t.IQN] = buildTarget(t, units)
+		ts := buildTarget(t, units)
+		if ts.carryALUA(s.targets[t.IQN]) {
+			aluaChanged = append(aluaChanged, ts)
+		}
+		targets[t.IQN] = ts
 	}
 
 	// Sessions: close those no longer admitted, refresh the others' LUNs.
@@ -179,6 +171,11 @@ func (s *Server) Apply(ctx context.Context, cfg Config) error {
 		}
 		ss.update(ts)
 	}
+	// Sessions now see the new states: tell every nexus of the changed targets.
+	for _, ts := range aluaChanged {
+		s.log.Info("ALUA state changed", "target", ts.cfg.IQN, "groups", ts.aluaText())
+		ts.accessStateChanged()
+	}
 
 	for p, pl := range s.portals {
 		if !want[p] {
@@ -195,7 +192,46 @@ func (s *Server) Apply(ctx context.Context, cfg Config) error {
 		}
 	}
 	s.units, s.targets, s.cfg = units, targets, cfg
+	s.refreshSizesLocked()
 	return errors.Join(errs...)
+}
+
+// sameVolume reports whether a and b serve the same volume the same way: they differ
+// at most in Size, which only creates a missing file (and records a resize).
+func sameVolume(a, b Backstore) bool {
+	a.Size, b.Size = 0, 0
+	return a == b
+}
+
+// RefreshSizes re-reads the size of every backstore whose volume can change size (a
+// file grown with truncate, a resized block device) and raises CAPACITY DATA HAS
+// CHANGED on every nexus of the logical units whose size changed. Apply does it too.
+func (s *Server) RefreshSizes() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.refreshSizesLocked()
+}
+
+func (s *Server) refreshSizesLocked() {
+	for name, u := range s.units {
+		r, ok := u.dev.(blockdev.Refresher)
+		if !ok {
+			continue
+		}
+		old := u.dev.Size()
+		n, err := r.Refresh()
+		if err != nil {
+			s.log.Warn("backstore size not refreshed", "backstore", name, "err", err)
+			continue
+		}
+		if n != old {
+			s.log.Info("backstore size changed", "backstore", name, "from", old, "to", n)
+			u.lu.CapacityChanged()
+		}
+	}
 }
 
 func chapEqual(a, b *CHAP) bool {
@@ -219,9 +255,65 @@ func buildTarget(t Target, units map[string]*unit) *targetState {
 		for _, p := range pg.Portals {
 			ts.ports[p] = port
 		}
-		ts.groups = append(ts.groups, scsi.PortGroup{ID: pg.Tag, State: scsi.ALUAActiveOptimized, PortIDs: []uint16{port.RelativeID}})
+		st, _ := scsi.ParsePortGroupState(pg.ALUA) // Validate checked it
+		ts.groups = append(ts.groups, scsi.PortGroup{ID: pg.Tag, State: st, PortIDs: []uint16{port.RelativeID}})
 	}
 	return ts
+}
+
+// carryALUA compares the port group states of t with those of old, the same target
+// in the configuration served so far (nil if new). A group whose state changed, or
+// changed before, is marked Altered (RTPG status code 02h). It reports whether any
+// state changed.
+func (t *targetState) carryALUA(old *targetState) bool {
+	if old == nil {
+		return false
+	}
+	changed := false
+	for i := range t.groups {
+		g := &t.groups[i]
+		for _, o := range old.groups {
+			if o.ID != g.ID {
+				continue
+			}
+			if o.State != g.State {
+				changed, g.Altered = true, true
+			} else {
+				g.Altered = o.Altered
+			}
+		}
+	}
+	return changed
+}
+
+// accessStateChanged raises ASYMMETRIC ACCESS STATE CHANGED on every nexus of the
+// target's logical units through the target's ports.
+func (t *targetState) accessStateChanged() {
+	var names []string
+	for _, p := range t.ports {
+		if !slices.Contains(names, p.Name) {
+			names = append(names, p.Name)
+		}
+	}
+	seen := map[*scsi.LogicalUnit]bool{}
+	for _, u := range t.luns {
+		if u != nil && !seen[u.lu] {
+			seen[u.lu] = true
+			u.lu.AccessStateChanged(names...)
+		}
+	}
+}
+
+// aluaText lists the port group states, for logs: "1=active-optimized 2=standby".
+func (t *targetState) aluaText() string {
+	var b []byte
+	for i, g := range t.groups {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = fmt.Appendf(b, "%d=%s", g.ID, g.State)
+	}
+	return string(b)
 }
 
 func (s *Server) openUnit(ctx context.Context, b Backstore) (*unit, error) {

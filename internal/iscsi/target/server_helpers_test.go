@@ -108,7 +108,9 @@ type ini struct {
 	expStatSN uint32
 	itt       uint32
 	maxCmdSN  uint32
-	params    map[string]string
+	// lastExpCmdSN is the ExpCmdSN of the last PDU received.
+	lastExpCmdSN uint32
+	params       map[string]string
 }
 
 func dial(t testing.TB, addr net.Addr) *ini {
@@ -149,6 +151,7 @@ func (i *ini) tryRecv() (*iscsi.PDU, error) {
 		}
 	}
 	i.maxCmdSN = p.U32(32)
+	i.lastExpCmdSN = p.U32(28)
 	return p, nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"net"
 	"regexp"
 	"strconv"
+
+	"github.com/rampart-storage/rampart/internal/scsi"
 )
 
 // ErrInvalidConfig is wrapped by every error of Validate.
@@ -68,6 +70,9 @@ func Validate(cfg Config) error {
 				bad("target %s: duplicate portal group tag %d", t.IQN, pg.Tag)
 			}
 			tags[pg.Tag] = true
+			if _, err := scsi.ParsePortGroupState(pg.ALUA); err != nil {
+				bad("target %s portal group %d: %v", t.IQN, pg.Tag, err)
+			}
 			for _, p := range pg.Portals {
 				if err := checkPortal(p); err != nil {
 					bad("target %s portal group %d: %v", t.IQN, pg.Tag, err)

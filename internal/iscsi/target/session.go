@@ -25,7 +25,7 @@ type session struct {
 	loginCmdSN uint32 // CmdSN of the login, the first ExpCmdSN
 
 	ts    atomic.Pointer[targetState]
-	luns  atomic.Pointer[lunTable]
+	luns  atomic.Pointer[scsi.StaticLUNs]
 	nexus atomic.Pointer[scsi.Nexus]
 
 	conn      *conn
@@ -56,7 +56,7 @@ func (ss *session) update(ts *targetState) {
 
 func groupsEqual(a, b []scsi.PortGroup) bool {
 	return slices.EqualFunc(a, b, func(x, y scsi.PortGroup) bool {
-		return x.ID == y.ID && x.State == y.State && slices.Equal(x.PortIDs, y.PortIDs)
+		return x.ID == y.ID && x.State == y.State && x.Altered == y.Altered && slices.Equal(x.PortIDs, y.PortIDs)
 	})
 }
 
@@ -148,7 +148,7 @@ func (s *Server) unregister(ss *session) {
 		return
 	}
 	if lt, n := ss.luns.Load(), ss.nexus.Load(); lt != nil && n != nil {
-		for _, lu := range lt.m {
+		for _, lu := range *lt {
 			lu.NexusLost(n)
 		}
 	}

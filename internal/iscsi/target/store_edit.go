@@ -12,6 +12,8 @@ import (
 	"net"
 	"slices"
 	"strings"
+
+	"github.com/rampart-storage/rampart/internal/scsi"
 )
 
 // ErrEdit is wrapped by every refused edit (unknown object, duplicate, in use).
@@ -327,4 +329,27 @@ func (c *Config) SetOpenAccess(iqn string, open bool) error {
 	}
 	t.OpenAccess = open
 	return nil
+}
+
+// SetALUA sets the ALUA state of portal group tag of target iqn (see
+// PortalGroup.ALUA); the group must exist.
+func (c *Config) SetALUA(iqn string, tag uint16, state string) error {
+	t, err := c.mustTarget(iqn)
+	if err != nil {
+		return err
+	}
+	st, err := scsi.ParsePortGroupState(state)
+	if err != nil {
+		return editErr("target %s portal group %d: %w", iqn, tag, err)
+	}
+	for i := range t.PortalGroups {
+		if t.PortalGroups[i].Tag == tag {
+			t.PortalGroups[i].ALUA = st.String()
+			if st == scsi.ALUAActiveOptimized {
+				t.PortalGroups[i].ALUA = "" // the default
+			}
+			return nil
+		}
+	}
+	return editErr("target %s: no portal group %d (create it with `rampart target portal create %s ADDR --tpg %d`)", iqn, tag, iqn, tag)
 }
