@@ -6,10 +6,10 @@
 #      the multipath URL: 0 failed, 0 hung, at least $MIN_PASSED passed;
 #   2. with one-way CHAP configured: the iSCSI and Inquiry suites pass with the right
 #      secret, and a login with a wrong secret is refused.
-# usage: conformance.sh RAMPART_BINARY     (env: MIN_PASSED=222, PORT=3260)
+# usage: conformance.sh RAMPART_BINARY     (env: MIN_PASSED=230, PORT=3260)
 set -uo pipefail
 bin=$(realpath "$1"); here=$(cd "$(dirname "$0")/.." && pwd)
-min=${MIN_PASSED:-222}; port=${PORT:-3260}
+min=${MIN_PASSED:-230}; port=${PORT:-3260}
 iqn=iqn.2026-11.org.rampart:conformance
 work=$(mktemp -d /tmp/rampart-conf.XXXXXX)
 pid=

@@ -59,6 +59,17 @@ if [ -x bin/rampart ] && command -v iscsi-test-cu >/dev/null; then
   else
     cat "$logs/conformance.log" | tail -40; failed=$((failed + 1))
   fi
+  echo "== tier 3: RAID served live (control socket) and as a LUN (iscsi-test-cu, healthy and degraded)"
+  if scripts/drills/raid-live.sh bin/rampart >"$logs/drill-raid-live.log" 2>&1; then
+    passed=$((passed + 1)); echo "raid live management drill: ok"
+  else
+    failed=$((failed + 1)); echo "raid live management drill: FAILED"; tail -30 "$logs/drill-raid-live.log"
+  fi
+  if scripts/drills/raid-conformance.sh bin/rampart >"$logs/raid-conformance.log" 2>&1; then
+    passed=$((passed + 1)); grep 'passed=' "$logs/raid-conformance.log"
+  else
+    failed=$((failed + 1)); echo "raid conformance: FAILED"; tail -30 "$logs/raid-conformance.log"
+  fi
 else
   echo "== tier 3 skipped: no rampart binary or no iscsi-test-cu"; failed=$((failed + 1))
 fi
