@@ -48,6 +48,13 @@ if [ "$(id -u)" = 0 ]; then
       failed=$((failed + 1)); echo "multipath cut drill ($kind target): FAILED"; tail -30 "$logs/drill-multipath-$kind.log"
     fi
   done
+  echo "== tier 2: the seed lab (rampart demo, demo drill, demo down)"
+  if [ -x bin/rampart ] && timeout 600 scripts/drills/demo.sh bin/rampart >"$logs/drill-demo.log" 2>&1; then
+    passed=$((passed + 1)); echo "demo drill: ok"
+    grep -E 'DEMO DRILL: rampart demo took|^  client:|^drill OK' "$logs/drill-demo.log"
+  else
+    failed=$((failed + 1)); echo "demo drill: FAILED"; grep -E 'FAIL|failed|mismatch' "$logs/drill-demo.log" | head -30
+  fi
 else
   echo "== tier 2 skipped: not root"
 fi

@@ -22,11 +22,13 @@ func drillRAIDMember(ctx context.Context, t Topology, st *State, c *client) Step
 	s.start = time.Now()
 	rs, err := raidStatus(ctx, t.Bin, members)
 	if err != nil {
-		s.Skipped = fmt.Sprintf("`rampart raid status` cannot reach the served array: %v", err)
+		s.fail("`rampart raid status` cannot reach the served array: %v", err)
+		s.Counts = c.take()
 		return s.StepResult
 	}
 	if rs.ServedBy == 0 {
-		s.Skipped = "`rampart raid status` assembled md0 itself: no control socket of the serving target"
+		s.fail("`rampart raid status` assembled md0 itself: the serving target has no control socket")
+		s.Counts = c.take()
 		return s.StepResult
 	}
 	if rs.Degraded {

@@ -21,7 +21,7 @@ note "rampart demo took $(echo "$(date +%s.%N) - $start" | bc) s (the demo repor
 curl -fsS --max-time 10 http://10.3.250.80/ | grep -q 'highly-available' || bad "the site does not answer from this machine"
 
 "$bin" demo drill --dir "$dir" 2>&1 | tee "$log" || bad "rampart demo drill: an invariant did not hold"
-grep -q 'skipped' "$log" && note "WARNING: a drill step was skipped: $(grep -A1 '== step' "$log" | grep -B1 skipped | head -2 | tr '\n' ' ')"
+grep -q 'skipped' "$log" && bad "a drill step was skipped: $(grep -A1 '== step' "$log" | grep -B1 skipped | head -2 | tr '\n' ' ')"
 
 "$bin" demo down --dir "$dir" --purge || bad "rampart demo down reported leftovers"
 
