@@ -11,54 +11,102 @@ import (
 
 var _ initiator.Commander = (*Map)(nil)
 
-// pick returns a healthy path by the policy, or nil.
-func (m *Map) pick() (*path, *initiator.Session) {
-	n := len(m.paths)
-	if m.cfg.Policy == Multibus {
-		start := int(m.rr.Add(1))
-		for i := range n {
-			p := m.paths[(start+i)%n]
-			if s := p.session(); s != nil {
-				return p, s
-			}
-		}
-		return nil, nil
-	}
+// pick returns a usable path of the active group chosen by the selector; when the
+// active group has none, the next usable group becomes active (failover). nil when no
+// path is usable.
+func (m *Map) pick(size int) *path {
 	m.mu.Lock()
-	cur := m.current
+	groups, active := m.groups, m.active
 	m.mu.Unlock()
-	if s := m.paths[cur].session(); s != nil {
-		return m.paths[cur], s
+	if active < len(groups) {
+		if p := m.selectPath(groups[active], size); p != nil {
+			return p
+		}
 	}
-	for i := range n { // the current path is down: the first healthy one in order
-		if s := m.paths[i].session(); s != nil {
+	for i, g := range groups {
+		if p := m.selectPath(g, size); p != nil {
 			m.mu.Lock()
-			if m.current == cur {
-				m.current = i
-				m.log.Warn("failover", "from", m.paths[cur].url.String(), "to", m.paths[i].url.String())
+			if m.active == active && i != active {
+				m.active = i
+				m.log.Warn("failover", "to", p.url.String())
+				m.signal()
 			}
 			m.mu.Unlock()
-			return m.paths[i], s
+			return p
 		}
 	}
-	return nil, nil
+	return nil
 }
 
-// Execute runs a command on a healthy path; a command whose path fails is retried on
-// another path, and with no path it waits up to the no_path_retry window.
+// selectPath is the path selector within one group: round-robin, queue-length (fewest
+// commands in flight) or service-time (fewest bytes in flight counting this command:
+// dm's service-time with every path's relative throughput equal). Ties go round-robin.
+func (m *Map) selectPath(g []int, size int) *path {
+	var buf [8]*path
+	usable := buf[:0]
+	for _, i := range g {
+		if p := m.paths[i]; p.usable() {
+			usable = append(usable, p)
+		}
+	}
+	if len(usable) == 0 {
+		return nil
+	}
+	start := int(m.rr.Add(1) % uint64(len(usable)))
+	if m.cfg.Selector == RoundRobin {
+		return usable[start]
+	}
+	var best *path
+	var bestCost int64
+	for k := range usable {
+		p := usable[(start+k)%len(usable)]
+		cost := p.inflight.Load()
+		if m.cfg.Selector == ServiceTime {
+			cost = p.inflightBytes.Load() + int64(size)
+		}
+		if best == nil || cost < bestCost {
+			best, bestCost = p, cost
+		}
+	}
+	return best
+}
+
+// Execute runs a command on a path the policy and selector choose. A command whose
+// path fails, or whose target port is not active (ALUA standby, unavailable or in
+// transition), is retried on another path; with no usable path it waits up to the
+// no_path_retry window. The ALUA-changed unit attention makes every path's state be
+// read again.
 func (m *Map) Execute(ctx context.Context, lun uint64, cdb, out, in []byte) (initiator.Result, error) {
 	var noPathSince time.Time
+	size := len(out) + len(in)
 	for {
-		p, s := m.pick()
-		if s != nil {
+		if p := m.pick(size); p != nil {
 			p.ios.Add(1)
-			r, err := s.Execute(ctx, lun, cdb, out, in)
-			if err == nil || !errors.Is(err, initiator.ErrSessionFailed) {
-				return r, err
+			p.inflight.Add(1)
+			p.inflightBytes.Add(int64(size))
+			r, err := p.c.Execute(ctx, lun, cdb, out, in)
+			p.inflight.Add(-1)
+			p.inflightBytes.Add(-int64(size))
+			switch {
+			case err != nil && errors.Is(err, initiator.ErrSessionFailed):
+				if p.markFailed(err) {
+					m.log.Warn("path failed", "path", p.url.String(), "err", err)
+				}
+				continue
+			case err == nil && initiator.IsPortInactive(r):
+				p.mu.Lock()
+				if p.state == PathReady {
+					p.state, p.since = PathGhost, time.Now()
+					p.changed()
+				}
+				p.mu.Unlock()
+				m.log.Warn("path's target port is not active: trying another path", "path", p.url.String())
+				m.refreshALUA()
+				continue
+			case err == nil && initiator.IsALUAChange(r):
+				m.refreshALUA()
 			}
-			p.markFailed(err)
-			m.log.Warn("path failed", "path", p.url.String(), "err", err)
-			continue
+			return r, err
 		}
 		if noPathSince.IsZero() {
 			noPathSince = time.Now()
@@ -78,66 +126,6 @@ func (m *Map) Execute(ctx context.Context, lun uint64, cdb, out, in []byte) (ini
 		case <-m.ctx.Done():
 			return initiator.Result{}, fmt.Errorf("%s: closed: %w", m.cfg.Name, ErrNoPath)
 		}
-	}
-}
-
-// checker probes every path each polling interval: TEST UNIT READY on ready paths, a
-// new login on faulty ones; and applies the failback rule.
-func (m *Map) checker() {
-	defer m.wg.Done()
-	t := time.NewTicker(m.cfg.PollingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.ctx.Done():
-			return
-		case <-t.C:
-		}
-		for _, p := range m.paths {
-			if s := p.session(); s != nil {
-				ctx, cancel := context.WithTimeout(m.ctx, m.cfg.PollingInterval+m.cfg.Session.NopTimeout)
-				_, err := initiator.Command(ctx, s, p.url.LUN, []byte{0, 0, 0, 0, 0, 0}, nil, nil)
-				cancel()
-				if err != nil && m.ctx.Err() == nil {
-					p.markFailed(err)
-					m.log.Warn("path checker: path faulty", "path", p.url.String(), "err", err)
-				}
-				continue
-			}
-			ctx, cancel := context.WithTimeout(m.ctx, m.cfg.PollingInterval)
-			if err := m.connect(ctx, p); err != nil {
-				m.log.Debug("path checker: path still down", "path", p.url.String(), "err", err)
-			}
-			cancel()
-		}
-		m.failback()
-	}
-}
-
-// failback returns a failover map to its first healthy path when the rule allows.
-func (m *Map) failback() {
-	if m.cfg.Policy != Failover || m.cfg.ManualFailback {
-		return
-	}
-	best := -1
-	for i, p := range m.paths {
-		if p.session() != nil {
-			best = i
-			break
-		}
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if best < 0 || best >= m.current {
-		m.betterAt = time.Time{}
-		return
-	}
-	if m.betterAt.IsZero() {
-		m.betterAt = time.Now()
-	}
-	if time.Since(m.betterAt) >= m.cfg.Failback {
-		m.log.Info("failback", "to", m.paths[best].url.String())
-		m.current, m.betterAt = best, time.Time{}
 	}
 }
 

@@ -1,10 +1,20 @@
 // Package multipath merges several paths to one LUN into one blockdev.Device, as
-// dm-multipath does for the kernel: commands go to a healthy path chosen by the policy
-// (failover: one path at a time, in priority order; multibus: round-robin over every
-// healthy path); a command whose path fails is retried on another path; a path checker
-// probes every path on a polling interval (TEST UNIT READY), logs failed paths in again
-// and fails back by the failback rule; when no path is left, I/O queues for
-// no_path_retry checker intervals (or forever, with queue_if_no_path) and then fails.
+// dm-multipath does for the kernel.
+//
+// Paths are sorted into path groups by the grouping policy: failover (one path per
+// group), multibus (every path in one group) or group_by_prio (paths grouped by their
+// priority, which comes from the ALUA state of their target port group: 50 for
+// active/optimized, 10 active/non-optimized, 1 standby, 0 otherwise). Groups are used
+// best priority first: commands go to the active group, and within it to the path the
+// selector picks (round-robin, queue-length: fewest commands in flight, service-time:
+// fewest bytes in flight). A command whose path fails is retried on another path.
+//
+// Every path is an initiator.Client, which logs in again by itself when its connection
+// drops. A path checker probes every path on a polling interval (TEST UNIT READY, and
+// the ALUA state), verifies the LUN identity of every new login before the path is
+// used again, and applies the failback rule (immediate, manual or after a delay). When
+// no path is left, I/O queues for no_path_retry checker intervals (or forever, with
+// queue_if_no_path) and then fails.
 //
 // Paths are grouped by LUN identity (VPD 0x83): a path that reports another identity
 // than the first is refused, so two different LUNs are never merged.
@@ -26,17 +36,37 @@ import (
 type Policy string
 
 const (
-	// Failover uses one path at a time: the first healthy one in the order given.
+	// Failover uses one path at a time: each path is its own group, ordered by
+	// priority and then in the order given.
 	Failover Policy = "failover"
-	// Multibus spreads commands round-robin over every healthy path.
+	// Multibus spreads commands over every healthy path (one group).
 	Multibus Policy = "multibus"
+	// GroupByPrio groups paths of equal priority (ALUA state) and uses the best group.
+	GroupByPrio Policy = "group_by_prio"
 )
+
+// Selector picks a path within the active group.
+type Selector string
+
+const (
+	RoundRobin  Selector = "round-robin"
+	QueueLength Selector = "queue-length"
+	ServiceTime Selector = "service-time"
+)
+
+// FastIOFailOff, as Config.FastIOFail, leaves each path's session replacement timeout
+// in charge of how long a command waits for its own path to log in again.
+const FastIOFailOff = time.Duration(-1)
 
 // Config describes a multipath map.
 type Config struct {
-	Name   string   // the map's alias, e.g. "mpatha"
-	URLs   []string // one iscsi:// URL per path, all to the same LUN
-	Policy Policy
+	Name string // the map's alias, e.g. "mpatha"
+	// Alias, when set, names the map from its LUN's WWID once a path has reported it
+	// (see Bind and the bindings file); a refusal fails Open.
+	Alias    func(wwid string) (string, error)
+	URLs     []string // one iscsi:// URL per path, all to the same LUN
+	Policy   Policy
+	Selector Selector // default service-time, as multipath-tools
 	// PollingInterval is how often the checker probes each path (default 2 s).
 	PollingInterval time.Duration
 	// NoPathRetry is how many polling intervals I/O queues when every path is down
@@ -44,55 +74,82 @@ type Config struct {
 	NoPathRetry   int
 	QueueIfNoPath bool
 	// Failback: 0 is immediate; a positive duration waits that long after a better
-	// path returns; ManualFailback never switches back by itself.
+	// path group returns; ManualFailback never switches back by itself.
 	Failback       time.Duration
 	ManualFailback bool
-	// Session options for every path (initiator name, CHAP, digests, NOP timing).
+	// FastIOFail is how long a command caught by a dropped connection waits for its
+	// path to log in again before it is failed over to another path: 0 (default) at
+	// once; FastIOFailOff uses Session.ReplacementTimeout (multipath.conf's
+	// fast_io_fail_tmo, which multipathd writes into open-iscsi's recovery timeout).
+	FastIOFail time.Duration
+	// Session options for every path (initiator name, CHAP, digests, NOP timing,
+	// replacement timeout). LoginTimeout defaults to the polling interval, at least 5 s.
 	Session initiator.Options
 	Logger  *slog.Logger
+
+	// dial opens a path; tests replace it to script a target's answers.
+	dial func(ctx context.Context, o initiator.Options) pathConn
 }
 
-// PathState is a path's health as the checker last saw it.
+// pathConn is what the map needs of a path's session: an initiator.Client.
+type pathConn interface {
+	initiator.Commander
+	Session() *initiator.Session
+	Logins() uint64
+	Changed() <-chan struct{}
+	Status() initiator.SessionStatus
+	Close() error
+}
+
+// PathState is a path's health as the checker last saw it (multipath -ll's checker
+// state): ready, faulty, or ghost (reachable, but its port is in ALUA standby,
+// unavailable or transitioning).
 type PathState string
 
 const (
 	PathReady  PathState = "ready"
 	PathFaulty PathState = "faulty"
+	PathGhost  PathState = "ghost"
 )
 
 type path struct {
-	url     initiator.URL
-	mu      sync.Mutex
-	s       *initiator.Session // nil while disconnected
-	state   PathState
-	since   time.Time
-	lastErr string
-	ios     atomic.Int64
+	url      initiator.URL
+	c        pathConn
+	changed  func()     // told of every state change (Map.Updates)
+	verifyMu sync.Mutex // one identity check at a time
+
+	mu       sync.Mutex
+	state    PathState
+	since    time.Time
+	lastErr  string
+	verified uint64 // the login (Client.Logins) whose identity was checked
+	alua     initiator.ALUAInfo
+	prio     int
+
+	ios           atomic.Int64
+	inflight      atomic.Int64
+	inflightBytes atomic.Int64
 }
 
-func (p *path) session() *initiator.Session {
+// usable reports whether commands may go to the path.
+func (p *path) usable() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.state != PathReady {
-		return nil
-	}
-	return p.s
+	return p.state == PathReady
 }
 
-func (p *path) markFailed(err error) {
+func (p *path) markFailed(err error) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.state == PathFaulty {
-		return
-	}
-	p.state, p.since = PathFaulty, time.Now()
 	if err != nil {
 		p.lastErr = err.Error()
 	}
-	if p.s != nil {
-		go p.s.Close()
-		p.s = nil
+	if p.state == PathFaulty {
+		return false
 	}
+	p.state, p.since = PathFaulty, time.Now()
+	p.changed()
+	return true
 }
 
 // Map is a multipath device: a Commander over every path, and through Device a
@@ -104,31 +161,41 @@ type Map struct {
 	cancel context.CancelFunc
 	lun    uint64
 	paths  []*path
-	id     string
 
 	mu       sync.Mutex
-	current  int // failover: index of the path in use
-	rr       atomic.Uint64
+	id       string
+	groups   [][]int // path indexes by group, best group first
+	active   int     // index into groups of the group in use
+	betterAt time.Time
 	changed  chan struct{} // closed and replaced whenever a path comes back
-	betterAt time.Time     // when a better path than current came back (delayed failback)
+	rr       atomic.Uint64
+	aluaBusy atomic.Bool
+	updates  chan struct{} // a token whenever a path or group changes state
 	wg       sync.WaitGroup
 }
 
 // ErrNoPath is the error of I/O that found no path within the no_path_retry window.
 var ErrNoPath = errors.New("multipath: no path available")
 
-// Open connects every path, checks that they lead to one LUN and starts the checker.
-// Paths that cannot be reached now start faulty and are retried by the checker; at
-// least one must work.
-func Open(ctx context.Context, cfg Config) (*Map, error) {
+func (cfg *Config) defaults() error {
 	if len(cfg.URLs) == 0 {
-		return nil, errors.New("multipath: no path given")
+		return errors.New("multipath: no path given")
 	}
 	if cfg.Policy == "" {
 		cfg.Policy = Failover
 	}
-	if cfg.Policy != Failover && cfg.Policy != Multibus {
-		return nil, fmt.Errorf("multipath: policy %q: want failover or multibus", cfg.Policy)
+	switch cfg.Policy {
+	case Failover, Multibus, GroupByPrio:
+	default:
+		return fmt.Errorf("multipath: policy %q: want failover, multibus or group_by_prio", cfg.Policy)
+	}
+	if cfg.Selector == "" {
+		cfg.Selector = ServiceTime
+	}
+	switch cfg.Selector {
+	case RoundRobin, QueueLength, ServiceTime:
+	default:
+		return fmt.Errorf("multipath: selector %q: want round-robin, queue-length or service-time", cfg.Selector)
 	}
 	if cfg.PollingInterval <= 0 {
 		cfg.PollingInterval = 2 * time.Second
@@ -142,75 +209,110 @@ func Open(ctx context.Context, cfg Config) (*Map, error) {
 	if cfg.Session.NopTimeout == 0 {
 		cfg.Session.NopTimeout = 2 * time.Second
 	}
-	m := &Map{cfg: cfg, log: cfg.Logger.With("map", cfg.Name), changed: make(chan struct{})}
+	if cfg.Session.LoginTimeout == 0 {
+		// Short enough that a path whose link comes back is tried again soon, long
+		// enough for a login on a loaded machine.
+		cfg.Session.LoginTimeout = max(cfg.PollingInterval, 5*time.Second)
+	}
+	switch {
+	case cfg.FastIOFail == 0:
+		cfg.Session.ReplacementTimeout = -1
+	case cfg.FastIOFail > 0:
+		cfg.Session.ReplacementTimeout = cfg.FastIOFail
+	}
+	if cfg.Session.Logger == nil {
+		cfg.Session.Logger = cfg.Logger
+	}
+	if cfg.dial == nil {
+		cfg.dial = func(ctx context.Context, o initiator.Options) pathConn { return initiator.NewClient(ctx, o) }
+	}
+	return nil
+}
+
+// Open logs in to every path, checks that they lead to one LUN and starts the checker.
+// Paths that cannot be reached now start faulty; they keep logging in in the
+// background and join once they do. At least one must work.
+func Open(ctx context.Context, cfg Config) (*Map, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	m := &Map{cfg: cfg, log: cfg.Logger.With("map", cfg.Name), changed: make(chan struct{}), updates: make(chan struct{}, 1)}
 	m.ctx, m.cancel = context.WithCancel(ctx)
 	for i, raw := range cfg.URLs {
 		u, err := initiator.ParseURL(raw)
 		if err != nil {
+			m.cancel()
 			return nil, err
 		}
 		if i > 0 && u.LUN != m.lun {
+			m.cancel()
 			return nil, fmt.Errorf("multipath: path %s addresses LUN %d, the first path LUN %d", u, u.LUN, m.lun)
 		}
 		m.lun = u.LUN
-		m.paths = append(m.paths, &path{url: u, state: PathFaulty, since: time.Now()})
+		m.paths = append(m.paths, &path{url: u, state: PathFaulty, since: time.Now(), changed: m.signal})
 	}
-	var firstErr error
 	for _, p := range m.paths {
-		if err := m.connect(ctx, p); err != nil {
-			m.log.Warn("path not available at start", "path", p.url.String(), "err", err)
-			if firstErr == nil {
-				firstErr = err
-			}
+		o := cfg.Session
+		o.Portal, o.TargetName = p.url.Portal, p.url.Target
+		if p.url.CHAP != nil {
+			o.CHAP = p.url.CHAP
+		}
+		p.c = cfg.dial(m.ctx, o)
+	}
+	m.regroup()
+	// Wait for the first login of every path (each bounded by the login timeout).
+	var wg sync.WaitGroup
+	errs := make([]error, len(m.paths))
+	for i, p := range m.paths {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = m.firstLogin(ctx, p)
+		}()
+	}
+	wg.Wait()
+	if m.ID() == "" {
+		m.Close()
+		return nil, fmt.Errorf("multipath %s: no path could be opened: %w", cfg.Name, errors.Join(errs...))
+	}
+	if cfg.Alias != nil {
+		name, err := cfg.Alias(WWID(m.ID()))
+		if err != nil {
+			m.Close()
+			return nil, err
+		}
+		m.cfg.Name, m.log = name, cfg.Logger.With("map", name)
+	}
+	for i, err := range errs {
+		if err != nil {
+			m.log.Warn("path not available at start", "path", m.paths[i].url.String(), "err", err)
 		}
 	}
-	if m.id == "" {
-		m.cancel()
-		return nil, fmt.Errorf("multipath %s: no path could be opened: %w", cfg.Name, firstErr)
+	m.regroup()
+	for _, p := range m.paths {
+		m.wg.Add(1)
+		go m.watch(p)
 	}
 	m.wg.Add(1)
 	go m.checker()
 	return m, nil
 }
 
-// connect logs a path in and checks its identity.
-func (m *Map) connect(ctx context.Context, p *path) error {
-	o := m.cfg.Session
-	o.Portal, o.TargetName = p.url.Portal, p.url.Target
-	if p.url.CHAP != nil {
-		o.CHAP = p.url.CHAP
+// firstLogin waits for a path's first login and verifies it.
+func (m *Map) firstLogin(ctx context.Context, p *path) error {
+	deadline := time.NewTimer(m.cfg.Session.LoginTimeout + time.Second)
+	defer deadline.Stop()
+	for p.c.Session() == nil {
+		select {
+		case <-p.c.Changed():
+		case <-deadline.C:
+			st := p.c.Status()
+			return fmt.Errorf("path %s: not logged in: %s", p.url, st.LastError)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	s, err := initiator.Dial(ctx, o)
-	if err != nil {
-		p.mu.Lock()
-		p.lastErr = err.Error()
-		p.mu.Unlock()
-		return err
-	}
-	l, err := initiator.OpenLUN(ctx, s, p.url.LUN)
-	if err != nil {
-		s.Close()
-		return err
-	}
-	m.mu.Lock()
-	if m.id == "" {
-		m.id = l.DeviceID()
-	}
-	id := m.id
-	m.mu.Unlock()
-	if l.DeviceID() != id {
-		s.Close()
-		return fmt.Errorf("path %s leads to LUN %q, not %q: refusing to merge different LUNs", p.url, l.DeviceID(), id)
-	}
-	p.mu.Lock()
-	p.s, p.state, p.since, p.lastErr = s, PathReady, time.Now(), ""
-	p.mu.Unlock()
-	m.mu.Lock()
-	close(m.changed)
-	m.changed = make(chan struct{})
-	m.mu.Unlock()
-	m.log.Info("path ready", "path", p.url.String())
-	return nil
+	return m.verify(ctx, p)
 }
 
 // Close stops the checker and logs every path out.
@@ -218,15 +320,39 @@ func (m *Map) Close() error {
 	m.cancel()
 	m.wg.Wait()
 	for _, p := range m.paths {
-		p.mu.Lock()
-		if p.s != nil {
-			p.s.Close()
-			p.s = nil
+		if p.c != nil {
+			p.c.Close()
 		}
-		p.mu.Unlock()
 	}
 	return nil
 }
 
+// Name is the map's alias.
+func (m *Map) Name() string { return m.cfg.Name }
+
 // ID is the LUN identity every path reported (VPD 0x83).
-func (m *Map) ID() string { return m.id }
+func (m *Map) ID() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.id
+}
+
+// signal records that the map's state changed, for Updates.
+func (m *Map) signal() {
+	select {
+	case m.updates <- struct{}{}:
+	default:
+	}
+}
+
+// Updates yields a value after the state of a path or path group changed, so that a
+// status file can be rewritten at once rather than at its next tick.
+func (m *Map) Updates() <-chan struct{} { return m.updates }
+
+// notify wakes I/O waiting for a path.
+func (m *Map) notify() {
+	m.mu.Lock()
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.mu.Unlock()
+}

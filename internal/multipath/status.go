@@ -9,42 +9,115 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/rampart-storage/rampart/internal/iscsi/initiator"
 )
 
 // Status is what `rampart multipath status` shows of a map.
 type Status struct {
-	Name   string       `json:"name"`
-	ID     string       `json:"id"`
-	Policy Policy       `json:"policy"`
-	Size   int64        `json:"size"`
-	Paths  []PathStatus `json:"paths"`
-	Time   time.Time    `json:"time"`
+	Name     string `json:"name"`
+	ID       string `json:"id"`   // designator as read, e.g. naa.6001405...
+	WWID     string `json:"wwid"` // as scsi_id and multipath print it, e.g. 36001405...
+	Device   string `json:"device,omitempty"`
+	Policy   Policy `json:"policy"`
+	Selector string `json:"selector"`
+	Features string `json:"features"`
+	Size     int64  `json:"size"`
+	// Groups are the path groups, best first; Paths index into Paths.
+	Groups []GroupStatus `json:"groups"`
+	Paths  []PathStatus  `json:"paths"`
+	Time   time.Time     `json:"time"`
+	// Who holds the sessions: the process (for `rampart iscsi logout`), what started
+	// it ("attach" or "iscsi login") and its initiator name.
+	PID       int    `json:"pid,omitempty"`
+	Origin    string `json:"origin,omitempty"`
+	Initiator string `json:"initiator,omitempty"`
 }
 
-// PathStatus is one path's line: its URL, whether it is the active one, its state.
+// GroupStatus is one path group: its priority and whether it is the one in use
+// (active), usable (enabled) or has no usable path (disabled).
+type GroupStatus struct {
+	Prio   int    `json:"prio"`
+	Status string `json:"status"`
+	Paths  []int  `json:"paths"`
+}
+
+// PathStatus is one path's line: its URL, whether I/O goes to it, its checker state,
+// priority and ALUA state, and its session.
 type PathStatus struct {
 	URL     string    `json:"url"`
 	Active  bool      `json:"active"`
 	State   PathState `json:"state"`
 	Since   time.Time `json:"since"`
+	Prio    int       `json:"prio"`
+	ALUA    string    `json:"alua,omitempty"`
+	TPG     *uint16   `json:"target_port_group,omitempty"`
 	IOs     int64     `json:"ios"`
 	LastErr string    `json:"last_error,omitempty"`
+	// Session is the path's iSCSI session, for `rampart iscsi session -P 3`.
+	Session initiator.SessionStatus `json:"session"`
+	LUN     uint64                  `json:"lun"`
 }
 
-// Status reports the map now.
+// Status reports the map now; device names where it is attached.
 func (m *Map) Status(size int64) Status {
-	st := Status{Name: m.cfg.Name, ID: m.id, Policy: m.cfg.Policy, Size: size, Time: time.Now()}
+	st := Status{Name: m.cfg.Name, ID: m.ID(), Policy: m.cfg.Policy, Selector: string(m.cfg.Selector) + " 0", Size: size, Time: time.Now(),
+		Initiator: m.cfg.Session.InitiatorName}
+	st.WWID = WWID(st.ID)
+	switch {
+	case m.cfg.QueueIfNoPath:
+		st.Features = "1 queue_if_no_path"
+	default:
+		st.Features = fmt.Sprintf("no_path_retry %d", m.cfg.NoPathRetry)
+	}
 	m.mu.Lock()
-	cur := m.current
+	groups, active := m.groups, m.active
 	m.mu.Unlock()
+	inActive := map[int]bool{}
+	for gi, g := range groups {
+		gs := GroupStatus{Paths: g, Status: "enabled"}
+		usable := false
+		for _, i := range g {
+			gs.Prio += m.prioOf(m.paths[i])
+			usable = usable || m.paths[i].usable()
+		}
+		gs.Prio /= max(len(g), 1)
+		switch {
+		case gi == active && usable:
+			gs.Status = "active"
+			for _, i := range g {
+				inActive[i] = true
+			}
+		case !usable:
+			gs.Status = "disabled"
+		}
+		st.Groups = append(st.Groups, gs)
+	}
 	for i, p := range m.paths {
 		p.mu.Lock()
-		ps := PathStatus{URL: p.url.String(), State: p.state, Since: p.since, IOs: p.ios.Load(), LastErr: p.lastErr}
+		ps := PathStatus{URL: p.url.String(), State: p.state, Since: p.since, Prio: p.prio, IOs: p.ios.Load(), LastErr: p.lastErr, LUN: p.url.LUN}
+		if p.alua.Supported {
+			ps.ALUA = p.alua.State.String()
+			tpg := p.alua.Port.Group
+			ps.TPG = &tpg
+		}
 		p.mu.Unlock()
-		ps.Active = ps.State == PathReady && (m.cfg.Policy == Multibus || i == cur)
+		ps.Active = ps.State == PathReady && inActive[i]
+		ps.Session = p.c.Status()
 		st.Paths = append(st.Paths, ps)
 	}
 	return st
+}
+
+// WWID gives a designator as scsi_id and multipath print it: NAA as 3 and hex, EUI-64
+// as 2 and hex, a T10 vendor ID as 1 and the text.
+func WWID(id string) string {
+	for prefix, digit := range map[string]string{"naa.": "3", "eui.": "2", "t10.": "1"} {
+		if rest, ok := strings.CutPrefix(id, prefix); ok {
+			return digit + rest
+		}
+	}
+	return id
 }
 
 // WriteStatusFile saves st atomically as DIR/NAME.json, for `multipath status`.
@@ -85,28 +158,63 @@ func ReadStatusFiles(dir string) ([]Status, error) {
 	return out, nil
 }
 
-// Print shows maps as `multipath -ll` does:
+// Print shows maps as `multipath -ll` does, with each path's priority and ALUA state:
 //
-//	mpatha (naa.6001405...) rampart,LUN 0 size=10G policy=failover
-//	|- iscsi://10.3.1.1:3260/iqn.../0 active ready
-//	`- iscsi://10.3.2.1:3260/iqn.../0 enabled faulty
+//	mpatha (36001405...) fuse:/mnt/lun/mpatha rampart
+//	size=10G features='1 queue_if_no_path' hwhandler='1 alua' wp=rw
+//	|-+- policy='service-time 0' prio=50 status=active
+//	| `- iscsi://10.3.1.1:3260/iqn.../0 active ready running prio=50 alua=active/optimized tpg=1
+//	`-+- policy='service-time 0' prio=10 status=enabled
+//	  `- iscsi://10.3.2.1:3260/iqn.../0 failed faulty blocked prio=10 (connection lost: ...)
 func Print(w io.Writer, sts []Status) {
 	for _, st := range sts {
-		fmt.Fprintf(w, "%s (%s) size=%s policy=%s\n", st.Name, st.ID, humanSize(st.Size), st.Policy)
-		for i, p := range st.Paths {
-			branch := "|-"
-			if i == len(st.Paths)-1 {
-				branch = "`-"
+		dev := st.Device
+		if dev == "" {
+			dev = "-"
+		}
+		fmt.Fprintf(w, "%s (%s) %s rampart\n", st.Name, st.WWID, dev)
+		hw := "0"
+		for _, p := range st.Paths {
+			if p.ALUA != "" {
+				hw = "1 alua"
 			}
-			role := "enabled"
-			if p.Active {
-				role = "active"
+		}
+		fmt.Fprintf(w, "size=%s features='%s' hwhandler='%s' policy=%s\n", humanSize(st.Size), st.Features, hw, st.Policy)
+		for gi, g := range st.Groups {
+			lastGroup := gi == len(st.Groups)-1
+			branch, indent := "|-+-", "| "
+			if lastGroup {
+				branch, indent = "`-+-", "  "
 			}
-			line := fmt.Sprintf("%s %s %s %s", branch, p.URL, role, p.State)
-			if p.State == PathFaulty && p.LastErr != "" {
-				line += " (" + strings.TrimSpace(p.LastErr) + ")"
+			fmt.Fprintf(w, "%s policy='%s' prio=%d status=%s\n", branch, st.Selector, g.Prio, g.Status)
+			for k, i := range g.Paths {
+				if i < 0 || i >= len(st.Paths) {
+					continue
+				}
+				p := st.Paths[i]
+				pb := "|-"
+				if k == len(g.Paths)-1 {
+					pb = "`-"
+				}
+				dm, dev := "active", "running"
+				if p.State == PathFaulty {
+					dm = "failed"
+				}
+				if p.Session.State != "" && p.Session.State != initiator.StateLoggedIn {
+					dev = "blocked"
+				}
+				line := fmt.Sprintf("%s%s %s %s %s %s prio=%d", indent, pb, p.URL, dm, p.State, dev, p.Prio)
+				if p.ALUA != "" {
+					line += " alua=" + p.ALUA
+					if p.TPG != nil {
+						line += fmt.Sprintf(" tpg=%d", *p.TPG)
+					}
+				}
+				if p.State == PathFaulty && p.LastErr != "" {
+					line += " (" + strings.TrimSpace(p.LastErr) + ")"
+				}
+				fmt.Fprintln(w, line)
 			}
-			fmt.Fprintln(w, line)
 		}
 	}
 }

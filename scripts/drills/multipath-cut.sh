@@ -7,11 +7,18 @@
 #   1. network 1 is cut mid-run: zero I/O errors, the path shows faulty, the stall is
 #      reported (must be at most 5 s);
 #   2. network 1 comes back: the path is active ready again;
+#   2b. (rampart target) the target restarts mid-write: the sessions log in again by
+#      themselves, I/O resumes with zero errors, both paths active ready;
 #   3. both networks are cut for less than the no_path_retry window: I/O waits, resumes;
 #   4. both are cut for longer: I/O fails with EIO and nothing hangs.
 # usage: multipath-cut.sh RAMPART_BINARY [rampart|tgt]     (as root)
+# POLICY picks the attach's path grouping policy (default failover); with the rampart
+# target, ALUA=TAG=STATE sets a portal group's ALUA state, e.g.
+#   POLICY=group_by_prio ALUA=2=active-non-optimized multipath-cut.sh bin/rampart rampart
 set -euo pipefail
 bin=$(realpath "$1"); target_kind=${2:-rampart}
+policy=${POLICY:-failover}; alua=()
+[ -n "${ALUA:-}" ] && alua=(--alua "$ALUA")
 iqn=iqn.2024-03.org.clusterlab:storage.md0
 work=$(mktemp -d /tmp/rampart-drill.XXXXXX)
 S=rpdrill-storage; C=rpdrill-chunk1
@@ -45,9 +52,12 @@ ip -n $S link set lo up; ip -n $C link set lo up
 truncate -s 512M "$work/md0.img"
 case $target_kind in
 rampart)
-  ns $S "$bin" target serve --listen 10.3.1.1:3260,10.3.2.1:3260 --iqn $iqn --backstore "$work/md0.img" \
-    --state-dir "$work/state" >"$work/target.log" 2>&1 &
-  pids+=($!); lun=0 ;;
+  serve() {
+    ns $S "$bin" target serve --listen 10.3.1.1:3260,10.3.2.1:3260 --iqn $iqn --backstore "$work/md0.img" \
+      --state-dir "$work/state" "${alua[@]}" >>"$work/target.log" 2>&1 &
+    target_pid=$!; pids+=($target_pid)
+  }
+  serve; lun=0 ;;
 tgt)
   ns $S tgtd -f --iscsi portal=10.3.1.1:3260 --control-port 79 >"$work/target.log" 2>&1 &
   pids+=($!); sleep 0.5
@@ -61,7 +71,7 @@ esac
 for _ in $(seq 50); do ns $C bash -c "exec 3<>/dev/tcp/10.3.2.1/3260" 2>/dev/null && break; sleep 0.1; done
 
 mkdir -p "$work/attach" "$work/xfs"
-ns $C "$bin" attach --fuse "$work/attach" --name mpatha --policy failover --polling-interval 2s \
+ns $C "$bin" attach --fuse "$work/attach" --name mpatha --policy "$policy" --polling-interval 2s \
   --no-path-retry 3 --status-dir "$work/status" \
   iscsi://10.3.1.1:3260/$iqn/$lun iscsi://10.3.2.1:3260/$iqn/$lun >"$work/attach.log" 2>&1 &
 pids+=($!)
@@ -93,12 +103,15 @@ print(f"records={n} errors={errors} worst_stall={worst:.2f}s", flush=True)
 sys.exit(1 if errors else 0)
 PY
 status() { "$bin" multipath status --status-dir "$work/status"; }
+# has PATTERN: whether the status shows PATTERN. Not `status | grep -q`: grep exiting
+# at the first match can kill the writer with SIGPIPE, which pipefail reports as a miss.
+has() { grep -q "$1" <<<"$(status)"; }
 
 echo "== 1. cut storage network 1 while writing"
 python3 "$work/writer.py" "$work/xfs/data" 12 >"$work/w1.log" 2>&1 & w=$!
 sleep 3; ip -n $S link set st1 down; cut_at=$(date +%s.%N)
 faulty=""
-for _ in $(seq 80); do status | grep -q '10.3.1.1.* faulty' && { faulty=$(date +%s.%N); break; }; sleep 0.1; done
+for _ in $(seq 80); do has '10.3.1.1.* faulty' && { faulty=$(date +%s.%N); break; }; sleep 0.1; done
 wait $w || fail "writer saw errors: $(cat "$work/w1.log")"
 echo "writer: $(cat "$work/w1.log")"
 [ -n "$faulty" ] || fail "path over network 1 never shown faulty"
@@ -109,9 +122,26 @@ awk -v s="$stall" 'BEGIN{exit !(s <= 5.0)}' || fail "I/O stalled ${stall}s, more
 
 echo "== 2. restore network 1"
 ip -n $S link set st1 up
-for _ in $(seq 100); do status | grep -q '10.3.1.1.* active ready' && break; sleep 0.1; done
-status | grep -q '10.3.1.1.* active ready' || { status; fail "path over network 1 not active ready again"; }
+for _ in $(seq 100); do has '10.3.1.1.* active ready' && break; sleep 0.1; done
+has '10.3.1.1.* active ready' || { status; fail "path over network 1 not active ready again"; }
 status
+
+if [ "$target_kind" = rampart ]; then
+  echo "== 2b. restart the target while writing: every session logs in again by itself"
+  python3 "$work/writer.py" "$work/xfs/data" 8 >"$work/w2.log" 2>&1 & w=$!
+  sleep 2
+  before=$(grep -c 'session reconnected' "$work/attach.log" || true)
+  pkill -TERM -P "$target_pid" 2>/dev/null || true; kill -TERM "$target_pid" 2>/dev/null || true
+  wait "$target_pid" 2>/dev/null || true
+  serve
+  wait $w || fail "writer saw errors across a target restart: $(cat "$work/w2.log")"
+  echo "writer: $(cat "$work/w2.log")"
+  for _ in $(seq 100); do [ "$(grep -c ' active ready' <<<"$(status)")" = 2 ] && break; sleep 0.1; done
+  [ "$(grep -c ' active ready' <<<"$(status)")" = 2 ] || { status; fail "paths not active ready after the target restart"; }
+  again=$(( $(grep -c 'session reconnected' "$work/attach.log" || true) - before ))
+  [ "$again" -ge 2 ] || fail "the attach logged $again reconnections after the target restart, want 2 (one per path)"
+  echo "both paths active ready again: $again sessions logged in again without restarting attach"
+fi
 
 echo "== 3. cut both networks for 3 s (no_path_retry window 6 s)"
 python3 "$work/writer.py" "$work/xfs/data" 8 >"$work/w3.log" 2>&1 & w=$!

@@ -4,9 +4,15 @@
 // and unsolicited data and answers R2Ts, checks header and data digests, and pings the
 // target with NOP-Out to find a dead path quickly.
 //
-// A Session is one connection to one target portal. A LUN reached through a session is
-// a blockdev.Device (see LUN), so the multipath layer, RAID and every frontend can use a
-// remote LUN as they use a local file. A session never retries by itself: a command
-// that cannot complete fails with ErrSessionFailed, and the layer above (multipath)
-// decides whether to retry on another path or to reconnect.
+// A Session is one connection to one target portal; it never retries by itself: a
+// command that cannot complete fails with ErrSessionFailed. A Client is the session
+// as iscsid keeps it: it logs in again in the background when the connection drops
+// and holds commands up to the replacement timeout, then sends them again. A LUN
+// reached through either is a blockdev.Device (see LUN), so the multipath layer, RAID
+// and every frontend can use a remote LUN as they use a local file.
+//
+// Also here: what a multipath layer reads of a LUN (identity from VPD 0x83, ALUA
+// target port groups from REPORT TARGET PORT GROUPS, the sense codes that say a port
+// is inactive or the states changed), REPORT LUNS, and node records (iscsiadm's
+// /etc/iscsi/nodes files) for `rampart iscsi login`.
 package initiator

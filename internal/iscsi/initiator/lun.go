@@ -133,6 +133,20 @@ func OpenLUN(ctx context.Context, c Commander, lun uint64) (*LUN, error) {
 	return l, nil
 }
 
+// Identify reads a LUN's identity (VPD page 0x83) through c: what multipath groups
+// paths by. It works on a path whose target port is in ALUA standby or unavailable.
+func Identify(ctx context.Context, c Commander, lun uint64) (string, error) {
+	b := make([]byte, 252)
+	r, err := Command(ctx, c, lun, []byte{0x12, 0x01, 0x83, 0, 252, 0}, nil, b)
+	if err != nil {
+		return "", fmt.Errorf("LUN %d: device identification: %w", lun, err)
+	}
+	if r.DataIn < 4 || b[1] != 0x83 {
+		return "", fmt.Errorf("LUN %d: device identification: bad page", lun)
+	}
+	return designator(b[4:min(r.DataIn, 4+int(binary.BigEndian.Uint16(b[2:])))]), nil
+}
+
 func (l *LUN) probeVPD(ctx context.Context) {
 	vpd := func(page byte) []byte {
 		b := make([]byte, 252)

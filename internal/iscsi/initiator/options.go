@@ -34,7 +34,12 @@ type Options struct {
 	// (defaults 5 s and 10 s, iscsid's noop_out_interval and noop_out_timeout).
 	NopInterval time.Duration
 	NopTimeout  time.Duration
-	Logger      *slog.Logger
+	// ReplacementTimeout is how long a Client holds commands after its connection
+	// drops, waiting to log in again, before failing them (default 15 s, iscsid's
+	// node.session.timeo.replacement_timeout). Negative: fail them at once, for a
+	// multipath layer that sends them down another path instead.
+	ReplacementTimeout time.Duration
+	Logger             *slog.Logger
 }
 
 // DefaultInitiatorName is used when Options.InitiatorName is empty.
@@ -52,6 +57,9 @@ func (o *Options) defaults() {
 	}
 	if o.NopTimeout <= 0 {
 		o.NopTimeout = 10 * time.Second
+	}
+	if o.ReplacementTimeout == 0 {
+		o.ReplacementTimeout = 15 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -20,13 +20,15 @@ type Session struct {
 	params iscsi.Params
 	dig    iscsi.Digests
 	tsih   uint16
+	isid   [6]byte
 
 	wmu sync.Mutex // serialises writes
 	bw  *bufio.Writer
 
 	mu       sync.Mutex
 	window   *sync.Cond
-	cmdSN    uint32 // next CmdSN to use
+	received *sync.Cond // a task's direct Data-In read ended (task.receiving)
+	cmdSN    uint32     // next CmdSN to use
 	expCmdSN uint32
 	maxCmdSN uint32
 	expSN    uint32 // ExpStatSN
@@ -62,10 +64,18 @@ type task struct {
 	err     error
 	done    chan struct{}
 	got     int
+	// receiving: the reader is filling dataIn[...] without s.mu (readDataIn)
+	receiving bool
 }
 
 // Dial connects to o.Portal and logs in.
 func Dial(ctx context.Context, o Options) (*Session, error) {
+	return dial(ctx, o, newISID())
+}
+
+// dial logs in with a given ISID: a Client logs in again with the ISID of the session
+// it replaces (RFC 7143 session reinstatement).
+func dial(ctx context.Context, o Options, isid [6]byte) (*Session, error) {
 	o.defaults()
 	portal := withDefaultPort(o.Portal)
 	ctx, cancel := context.WithTimeout(ctx, o.LoginTimeout)
@@ -80,7 +90,7 @@ func Dial(ctx context.Context, o Options) (*Session, error) {
 	}
 	deadline, _ := ctx.Deadline()
 	conn.SetDeadline(deadline)
-	l := &loginConn{o: &o, br: bufio.NewReaderSize(conn, 64<<10), bw: bufio.NewWriterSize(conn, 64<<10), isid: newISID()}
+	l := &loginConn{o: &o, br: bufio.NewReaderSize(conn, 64<<10), bw: bufio.NewWriterSize(conn, 64<<10), isid: isid}
 	if err := l.login(); err != nil {
 		conn.Close()
 		what := "target " + o.TargetName
@@ -91,12 +101,13 @@ func Dial(ctx context.Context, o Options) (*Session, error) {
 	}
 	conn.SetDeadline(time.Time{})
 	s := &Session{
-		o: o, conn: conn, params: l.params, tsih: l.tsih,
+		o: o, conn: conn, params: l.params, tsih: l.tsih, isid: isid,
 		dig: iscsi.Digests{Header: l.params.HeaderDigest, Data: l.params.DataDigest},
 		bw:  l.bw, cmdSN: l.expCmdSN, expCmdSN: l.expCmdSN, maxCmdSN: l.maxCmdSN, expSN: l.expSN,
 		nextITT: 1, tasks: map[uint32]*task{}, done: make(chan struct{}),
 	}
 	s.window = sync.NewCond(&s.mu)
+	s.received = sync.NewCond(&s.mu)
 	s.lastRecv.Store(time.Now().UnixNano())
 	s.wg.Add(2)
 	go s.reader(l.br)
@@ -137,7 +148,9 @@ func (s *Session) Err() error {
 // Done is closed when the session fails or is closed.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
-// fail ends the session: every outstanding command fails with err.
+// fail ends the session: every outstanding command fails with err. The connection is
+// closed first, so that a Data-In being read into a caller's buffer (readDataIn) ends
+// before the caller hears of the failure and reuses its buffer for a retry.
 func (s *Session) fail(err error) {
 	s.mu.Lock()
 	if s.err != nil {
@@ -145,7 +158,16 @@ func (s *Session) fail(err error) {
 		return
 	}
 	s.err = fmt.Errorf("session to %s at %s: %w: %w", s.o.TargetName, s.o.Portal, ErrSessionFailed, err)
+	s.mu.Unlock()
+	s.conn.Close()
+	s.mu.Lock()
 	for itt, t := range s.tasks {
+		for t.receiving {
+			s.received.Wait()
+		}
+		if s.tasks[itt] != t {
+			continue // completed by the read we waited for
+		}
 		t.err = s.err
 		close(t.done)
 		delete(s.tasks, itt)
@@ -153,7 +175,6 @@ func (s *Session) fail(err error) {
 	s.window.Broadcast()
 	s.mu.Unlock()
 	close(s.done)
-	s.conn.Close()
 }
 
 // Close logs out (briefly waiting for the target's answer) and closes the connection.

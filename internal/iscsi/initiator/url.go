@@ -68,12 +68,13 @@ func (u URL) String() string {
 // sessionLUN is a LUN that owns its session: closing it logs out.
 type sessionLUN struct {
 	*LUN
-	s *Session
+	s *Client
 }
 
 func (l sessionLUN) Close() error { return l.s.Close() }
 
-// OpenURL logs in to the URL's target and opens its LUN.
+// OpenURL logs in to the URL's target and opens its LUN. The session logs in again
+// when its connection drops (see Client), within o.ReplacementTimeout.
 func OpenURL(ctx context.Context, raw string, o Options) (blockdev.Device, error) {
 	u, err := ParseURL(raw)
 	if err != nil {
@@ -83,7 +84,7 @@ func OpenURL(ctx context.Context, raw string, o Options) (blockdev.Device, error
 	if u.CHAP != nil {
 		o.CHAP = u.CHAP
 	}
-	s, err := Dial(ctx, o)
+	s, err := Connect(ctx, o)
 	if err != nil {
 		return nil, err
 	}
