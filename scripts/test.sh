@@ -36,6 +36,7 @@ if [ "$(id -u)" = 0 ]; then
   if [ -n "$pkgs" ]; then
     RAMPART_ROOT_TESTS=1 go test -count=1 -v -timeout 20m $pkgs >"$logs/root.log" 2>&1
     tally root "$logs/root.log"
+    grep -h 'POSIX conformance:' "$logs/root.log" || true
   else
     echo "root: no root-gated tests"
   fi
@@ -48,6 +49,12 @@ if [ "$(id -u)" = 0 ]; then
       failed=$((failed + 1)); echo "multipath cut drill ($kind target): FAILED"; tail -30 "$logs/drill-multipath-$kind.log"
     fi
   done
+  echo "== tier 2: DFS fault drill (kill -9 a chunkserver mid-write, kill -9 the master mid-run)"
+  if [ -x bin/rampart ] && timeout 900 scripts/drills/dfs-fault.sh bin/rampart >"$logs/drill-dfs-fault.log" 2>&1; then
+    passed=$((passed + 1)); echo "dfs fault drill: ok"; grep -E '^(ok|FAIL) ' "$logs/drill-dfs-fault.log"
+  else
+    failed=$((failed + 1)); echo "dfs fault drill: FAILED"; tail -40 "$logs/drill-dfs-fault.log"
+  fi
   echo "== tier 2: the seed lab (rampart demo, demo drill, demo down)"
   if [ -x bin/rampart ] && timeout 600 scripts/drills/demo.sh bin/rampart >"$logs/drill-demo.log" 2>&1; then
     passed=$((passed + 1)); echo "demo drill: ok"

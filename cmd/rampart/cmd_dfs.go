@@ -191,6 +191,8 @@ func runDFSInfo(ctx context.Context, w io.Writer, o *dfsInfoOptions) error {
 	ch := info.Chunks
 	fmt.Fprintf(w, "chunks: %d (%d copies): %d ok, %d under goal, %d over goal, %d missing\n",
 		ch.Total, ch.Copies, ch.OK, ch.Undergoal, ch.Overgoal, ch.Missing)
+	fmt.Fprintf(w, "copies: %d valid, %d on lost servers, %d stale (being deleted), %d bad (dropped)\n",
+		ch.States.Valid, ch.States.Lost, ch.States.Stale, ch.States.Bad)
 	return nil
 }
 
@@ -250,7 +252,7 @@ type fsOptions struct {
 // of the file system (not paths under a mount point).
 func newFSCmd(g *globalOptions) *cobra.Command {
 	o := &fsOptions{}
-	cmd := &cobra.Command{Use: "fs", Short: "DFS file tools: getgoal, setgoal, fileinfo (paths from the DFS root)"}
+	cmd := &cobra.Command{Use: "fs", Short: "DFS file tools: getgoal, setgoal, fileinfo, checkfile, dirinfo (paths from the DFS root)"}
 	cmd.PersistentFlags().StringVar(&o.master, "master", "127.0.0.1:9421", "master's client address")
 	cmd.PersistentFlags().BoolVar(&o.json, "json", false, "print JSON")
 	get := &cobra.Command{
@@ -278,6 +280,7 @@ func newFSCmd(g *globalOptions) *cobra.Command {
 		},
 	}
 	cmd.AddCommand(get, set, info)
+	addFSToolCommands(cmd, o)
 	return cmd
 }
 

@@ -12,6 +12,8 @@ import (
 	"hash/crc32"
 	"os"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // Chunk geometry.
@@ -83,6 +85,23 @@ func DecodeHeader(b []byte) (Header, []uint32, error) {
 	return h, crcs, nil
 }
 
+// BlockError is a block whose data does not match its CRC; it matches
+// ErrCorrupt with errors.Is.
+type BlockError struct {
+	ID      uint64
+	Version uint32
+	Block   int
+	Got     uint32
+	Want    uint32
+}
+
+func (e *BlockError) Error() string {
+	return fmt.Sprintf("chunk %016x v%d block %d crc %08x, want %08x: %s", e.ID, e.Version, e.Block, e.Got, e.Want, ErrCorrupt)
+}
+
+// Unwrap makes errors.Is(err, ErrCorrupt) true.
+func (e *BlockError) Unwrap() error { return ErrCorrupt }
+
 // chunk is one open chunk file.
 type chunk struct {
 	mu   sync.Mutex
@@ -90,6 +109,10 @@ type chunk struct {
 	f    *os.File
 	hdr  Header
 	crcs []uint32
+	size int64 // file size, header included
+	// grow, if set, is asked before the file grows by delta bytes and
+	// refuses with ENOSPC past the store's capacity.
+	grow func(delta int64) error
 }
 
 func createChunk(path string, h Header) (*chunk, error) {
@@ -104,7 +127,7 @@ func createChunk(path string, h Header) (*chunk, error) {
 		return nil, fmt.Errorf("create chunk %016x v%d header: %w", h.ID, h.Version, err)
 	}
 	_, crcs, _ := DecodeHeader(b)
-	return &chunk{path: path, f: f, hdr: h, crcs: crcs}, nil
+	return &chunk{path: path, f: f, hdr: h, crcs: crcs, size: HeaderSize}, nil
 }
 
 func openChunk(path string) (*chunk, error) {
@@ -122,7 +145,12 @@ func openChunk(path string) (*chunk, error) {
 		f.Close()
 		return nil, fmt.Errorf("chunk %s: %w", path, err)
 	}
-	return &chunk{path: path, f: f, hdr: h, crcs: crcs}, nil
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("chunk %s: %w", path, err)
+	}
+	return &chunk{path: path, f: f, hdr: h, crcs: crcs, size: fi.Size()}, nil
 }
 
 // readBlock reads block i (zero-filled past the end of the file) into b.
@@ -132,9 +160,43 @@ func (c *chunk) readBlock(i int, b []byte) error {
 		clear(b[n:])
 	}
 	if got := crc32.Checksum(b, castagnoli); got != c.crcs[i] {
-		return fmt.Errorf("chunk %016x v%d block %d crc %08x, want %08x: %w",
-			c.hdr.ID, c.hdr.Version, i, got, c.crcs[i], ErrCorrupt)
+		return &BlockError{ID: c.hdr.ID, Version: c.hdr.Version, Block: i, Got: got, Want: c.crcs[i]}
 	}
+	return nil
+}
+
+// verifyBlock checks block i against its CRC (the scrub), using b (BlockSize
+// bytes) as the buffer.
+func (c *chunk) verifyBlock(i int, b []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.readBlock(i, b)
+}
+
+// blocks returns the number of blocks holding data.
+func (c *chunk) blocks() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return int((c.size - HeaderSize + BlockSize - 1) / BlockSize)
+}
+
+// reserve makes sure the file has room for [start, end) of data before any
+// of it is written, so that a full disk fails the write with ENOSPC before
+// it touches the chunk instead of leaving a block without its CRC.
+func (c *chunk) reserve(start, end int64) error {
+	if grow := HeaderSize + end - c.size; grow > 0 && c.grow != nil {
+		if err := c.grow(grow); err != nil {
+			return err
+		}
+	}
+	err := unix.Fallocate(int(c.f.Fd()), 0, HeaderSize+start, end-start)
+	if err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
+		if c.grow != nil && HeaderSize+end > c.size {
+			_ = c.grow(-(HeaderSize + end - c.size))
+		}
+		return fmt.Errorf("chunk %016x reserve %d@%d: %w", c.hdr.ID, end-start, start, err)
+	}
+	c.size = max(c.size, HeaderSize+end)
 	return nil
 }
 
@@ -185,10 +247,12 @@ func (c *chunk) WriteAt(p []byte, off int64) error {
 		}
 	}
 	copy(buf[off-start:], p)
-	// Write only up to the end of the data: the tail of the last block is
-	// either old data left in place or zeros past the end of the file.
-	wlen := end - start
-	if _, err := c.f.WriteAt(buf[:wlen], HeaderSize+start); err != nil {
+	if err := c.reserve(start, end); err != nil {
+		return err
+	}
+	// Write only the new bytes: the rest of the blocks is on disk already
+	// (or reads as zeros past the end of the file); buf only serves the CRCs.
+	if _, err := c.f.WriteAt(p, HeaderSize+off); err != nil {
 		return fmt.Errorf("chunk %016x write %d@%d: %w", c.hdr.ID, len(p), off, err)
 	}
 	var tab [4 * NumBlocks]byte

@@ -2,6 +2,8 @@ package chunkserver
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"time"
@@ -60,9 +62,21 @@ func (s *Server) session(ctx context.Context, every time.Duration) error {
 	}
 	var e proto.Enc
 	reg.Encode(&e)
-	if _, err := c.Call(ctx, proto.MsgRegister, e.B); err != nil {
+	b, err := c.Call(ctx, proto.MsgRegister, e.B)
+	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	s.masterC, s.addr = c, addr
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.masterC == c {
+			s.masterC = nil
+		}
+		s.mu.Unlock()
+	}()
+	s.deleteListed(b)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -75,8 +89,56 @@ func (s *Server) session(ctx context.Context, every time.Duration) error {
 		hb.Total, hb.Free = s.store.Space()
 		e := proto.Enc{}
 		hb.Encode(&e)
-		if _, err := c.Call(ctx, proto.MsgHeartbeat, e.B); err != nil {
+		b, err := c.Call(ctx, proto.MsgHeartbeat, e.B)
+		if err != nil {
 			return err
 		}
+		s.deleteListed(b)
+	}
+}
+
+// deleteListed deletes the copies the master listed in its reply to a
+// registration or heartbeat: stale versions and chunks no file uses.
+func (s *Server) deleteListed(reply []byte) {
+	var l proto.ChunkList
+	if err := l.Decode(reply); err != nil {
+		s.log.Warn("bad delete list from the master", "err", err)
+		return
+	}
+	for _, c := range l.Chunks {
+		done, err := s.store.DeleteStale(c.ID, c.Version)
+		if err != nil {
+			s.log.Warn("deleting a stale chunk failed", "chunk", fmt.Sprintf("%016x", c.ID), "err", err)
+		} else if done {
+			s.log.Info("stale chunk deleted", "chunk", fmt.Sprintf("%016x", c.ID), "version", c.Version)
+		}
+	}
+}
+
+// reportBad tells the master that a copy failed its CRC check; if the
+// master has another good copy it answers drop, and the bad one is deleted
+// here (the master re-replicates from a good copy).
+func (s *Server) reportBad(ctx context.Context, be *BlockError) {
+	s.mu.Lock()
+	c, addr := s.masterC, s.addr
+	s.mu.Unlock()
+	id := fmt.Sprintf("%016x", be.ID)
+	s.log.Warn("bad block", "chunk", id, "version", be.Version, "block", be.Block)
+	if c == nil {
+		return // no master now: the scrub or the next read reports it again
+	}
+	var e proto.Enc
+	(&proto.BadChunk{Addr: addr, ID: be.ID, Version: be.Version, Block: uint32(be.Block)}).Encode(&e)
+	b, err := c.Call(ctx, proto.MsgBadChunk, e.B)
+	if err != nil {
+		s.log.Warn("reporting a bad block failed", "chunk", id, "err", err)
+		return
+	}
+	if len(b) == 1 && b[0] == 1 {
+		if err := s.store.Delete(be.ID, be.Version); err != nil && !errors.Is(err, ErrNoChunk) {
+			s.log.Warn("deleting a bad copy failed", "chunk", id, "err", err)
+			return
+		}
+		s.log.Info("bad copy deleted; the master re-replicates it", "chunk", id)
 	}
 }

@@ -29,7 +29,18 @@ type Config struct {
 	Advertise string
 	// Heartbeat is the interval of heartbeats to the master; 2s if zero.
 	Heartbeat time.Duration
+	// ScrubRate bounds the background scrub in bytes per second
+	// (DefaultScrubRate if zero; negative turns the scrub off).
+	ScrubRate int64
+	// ScrubPause is the rest between two scrub passes (1 minute if zero).
+	ScrubPause time.Duration
+	// Capacity, if positive, caps the bytes the chunk files may take.
+	Capacity int64
 }
+
+// DefaultScrubRate is the scrub's default pace: a full 1 TB disk in about
+// 18 hours, a small share of a disk's bandwidth.
+const DefaultScrubRate = 16 << 20
 
 // Server is an embeddable chunkserver: New, Start, Ready, Close.
 type Server struct {
@@ -39,11 +50,14 @@ type Server struct {
 	ln    net.Listener
 	ready chan struct{}
 
+	ctx    context.Context // the server's lifetime
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	peers map[string]*proto.Client
+	mu      sync.Mutex
+	peers   map[string]*proto.Client
+	masterC *proto.Client // the current master connection, nil if none
+	addr    string        // the address registered with the master
 }
 
 // New checks cfg and opens the data folders.
@@ -58,6 +72,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	st.SetCapacity(cfg.Capacity)
 	return &Server{cfg: cfg, log: cfg.Log, store: st, ready: make(chan struct{}), peers: map[string]*proto.Client{}}, nil
 }
 
@@ -72,6 +87,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.ln = ln
 	ctx, s.cancel = context.WithCancel(ctx)
+	s.ctx = ctx
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -93,6 +109,13 @@ func (s *Server) Start(ctx context.Context) error {
 		go func() {
 			defer s.wg.Done()
 			s.masterLoop(ctx)
+		}()
+	}
+	if s.cfg.ScrubRate >= 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.scrubLoop(ctx)
 		}()
 	}
 	close(s.ready)
@@ -161,6 +184,14 @@ func (s *Server) handle(ctx context.Context, f *proto.Frame) ([]byte, error) {
 		}
 		buf := make([]byte, m.Length)
 		if err := s.store.ReadAt(m.ID, m.Version, buf, int64(m.Offset)); err != nil {
+			var be *BlockError
+			if errors.As(err, &be) {
+				s.wg.Add(1)
+				go func() {
+					defer s.wg.Done()
+					s.reportBad(s.ctx, be) // not ctx: the reader may hang up first
+				}()
+			}
 			return nil, err
 		}
 		return buf, nil
@@ -257,6 +288,11 @@ func (s *Server) replicate(ctx context.Context, ref proto.ChunkRef, src string) 
 	n := int64(d.U64())
 	if err := d.Finish(); err != nil || n > ChunkSize {
 		return fmt.Errorf("replicate chunk %016x from %s: bad length %d: %w", ref.ID, src, n, proto.ErrShort)
+	}
+	// Start from an empty chunk: a copy held here already (a bad one the
+	// master dropped, a stale one) must not mix with the new data.
+	if err := s.store.Delete(ref.ID, 0); err != nil && !errors.Is(err, ErrNoChunk) {
+		return err
 	}
 	if err := s.store.Create(ref.ID, ref.Version); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -22,6 +23,40 @@ type Store struct {
 
 	mu     sync.Mutex
 	chunks map[uint64]*chunk
+
+	// capacity, if positive, caps the bytes the chunk files may take (a
+	// fake disk size for tests and for sharing a file system); used counts
+	// them.
+	capacity atomic.Int64
+	used     atomic.Int64
+}
+
+// SetCapacity caps the space the chunk files may take at n bytes (0: the
+// file systems' own limits only). Writes past it fail with ENOSPC.
+func (s *Store) SetCapacity(n int64) { s.capacity.Store(n) }
+
+// grow accounts delta more bytes of chunk files, refusing past the capacity.
+func (s *Store) grow(delta int64) error {
+	n := s.used.Add(delta)
+	if c := s.capacity.Load(); c > 0 && delta > 0 && n > c {
+		s.used.Add(-delta)
+		return fmt.Errorf("chunkserver: store capacity of %d bytes reached: %w", c, syscall.ENOSPC)
+	}
+	return nil
+}
+
+// track hooks c into the space accounting.
+func (s *Store) track(c *chunk) *chunk {
+	s.used.Add(c.size)
+	c.grow = s.grow
+	return c
+}
+
+// forget removes c's bytes from the space accounting.
+func (s *Store) untrack(c *chunk) {
+	c.mu.Lock()
+	s.used.Add(-c.size)
+	c.mu.Unlock()
 }
 
 // OpenStore opens (creating if needed) the data folders and indexes the chunk
@@ -49,10 +84,11 @@ func OpenStore(dirs []string) (*Store, error) {
 					c.Close()
 					return os.Remove(path)
 				}
+				s.untrack(old)
 				old.Close()
 				os.Remove(old.path)
 			}
-			s.chunks[c.hdr.ID] = c
+			s.chunks[c.hdr.ID] = s.track(c)
 			return nil
 		})
 		if err != nil {
@@ -83,6 +119,10 @@ func (s *Store) Space() (total, free uint64) {
 			free += st.Bavail * uint64(st.Bsize)
 		}
 	}
+	if c := s.capacity.Load(); c > 0 {
+		total = min(total, uint64(c))
+		free = min(free, uint64(max(0, c-s.used.Load())))
+	}
 	return total, free
 }
 
@@ -106,6 +146,7 @@ func (s *Store) Create(id uint64, version uint32) error {
 		if c.hdr.Version == version {
 			return nil
 		}
+		s.untrack(c)
 		c.Close()
 		os.Remove(c.path)
 		delete(s.chunks, id)
@@ -114,10 +155,15 @@ func (s *Store) Create(id uint64, version uint32) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create chunk %016x: %w", id, err)
 	}
+	if err := s.grow(HeaderSize); err != nil {
+		return fmt.Errorf("create chunk %016x: %w", id, err)
+	}
 	c, err := createChunk(filepath.Join(dir, fmt.Sprintf("chunk_%016X_%08X.chunk", id, version)), Header{ID: id, Version: version})
 	if err != nil {
+		s.grow(-HeaderSize)
 		return err
 	}
+	c.grow = s.grow
 	s.chunks[id] = c
 	return nil
 }
@@ -131,11 +177,48 @@ func (s *Store) Delete(id uint64, version uint32) error {
 		return fmt.Errorf("delete chunk %016x v%d: %w", id, version, ErrNoChunk)
 	}
 	delete(s.chunks, id)
+	s.untrack(c)
 	c.Close()
 	if err := os.Remove(c.path); err != nil {
 		return fmt.Errorf("delete chunk %016x: %w", id, err)
 	}
 	return nil
+}
+
+// DeleteStale removes chunk id if the version held is at most version (the
+// master's delete list: a newer copy is never removed by a late message).
+// It reports whether a copy was removed.
+func (s *Store) DeleteStale(id uint64, version uint32) (bool, error) {
+	s.mu.Lock()
+	c := s.chunks[id]
+	if c == nil || c.hdr.Version > version {
+		s.mu.Unlock()
+		return false, nil
+	}
+	v := c.hdr.Version
+	s.mu.Unlock()
+	if err := s.Delete(id, v); err != nil && !errors.Is(err, ErrNoChunk) {
+		return false, err
+	}
+	return true, nil
+}
+
+// chunkList returns the held chunks by id, for the scrub.
+func (s *Store) chunkList() map[uint64]*chunk {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[uint64]*chunk, len(s.chunks))
+	for id, c := range s.chunks {
+		out[id] = c
+	}
+	return out
+}
+
+// held reports whether c is still the store's copy of chunk id.
+func (s *Store) held(id uint64, c *chunk) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.chunks[id] == c
 }
 
 func (s *Store) get(id uint64, version uint32) (*chunk, error) {

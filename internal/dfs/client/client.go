@@ -20,7 +20,13 @@ const MaxIO = 4 << 20
 
 // Client talks to one master and the chunkservers it names.
 type Client struct {
-	master *proto.Client
+	master *masterConn
+	cache  *cache
+	wb     writeBack
+	// ctx lives as long as the client, for work done after a call returned
+	// (deferred mtime updates).
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu    sync.Mutex
 	peers map[string]*proto.Client
@@ -28,15 +34,41 @@ type Client struct {
 
 // Dial connects to the master's client port.
 func Dial(ctx context.Context, masterAddr string) (*Client, error) {
-	m, err := proto.Dial(ctx, masterAddr)
+	m, err := dialMaster(ctx, masterAddr)
 	if err != nil {
 		return nil, err
 	}
-	return &Client{master: m, peers: map[string]*proto.Client{}}, nil
+	c := &Client{master: m, cache: newCache(), wb: writeBack{files: map[uint64]*fileQueue{}}, peers: map[string]*proto.Client{}}
+	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	return c, nil
 }
+
+// SetMasterRetry sets how long a call keeps retrying while the master is
+// unreachable (DefaultMasterRetry unless set); 0 fails at once.
+func (c *Client) SetMasterRetry(d time.Duration) { c.master.setRetry(d) }
+
+// OnReconnect registers fn to run on every new connection to the master
+// after the first (a master restart, a broken connection), before any call
+// is retried on it: state the master keeps per client (locks, open files) is
+// re-registered there by calls on mc, the new connection (not on c, whose
+// calls wait for fn).
+func (c *Client) OnReconnect(fn func(ctx context.Context, mc *proto.Client) error) {
+	c.master.onReconnect(fn)
+}
+
+// Session returns the id under which the master deduplicates this client's
+// retried namespace changes.
+func (c *Client) Session() uint64 { return c.master.session }
 
 // Close closes every connection.
 func (c *Client) Close() error {
+	// Record the last deferred mtimes, but do not wait for a master that
+	// is gone.
+	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+	c.waitAll(ctx)
+	_ = c.sendEnds(ctx, 0)
+	cancel()
+	c.cancel()
 	c.master.Close()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -72,6 +104,14 @@ func (c *Client) attrCall(ctx context.Context, t proto.MsgType, e *proto.Enc) (*
 	if err := a.Decode(b); err != nil {
 		return nil, fmt.Errorf("%s reply: %w", t, err)
 	}
+	if a.IsRegular() {
+		if t == proto.MsgOpen {
+			// Close-to-open: a new open asks the master again (and an
+			// O_TRUNC open freed the chunks).
+			c.cache.dropFile(a.Ino)
+		}
+		c.cache.putSize(a.Ino, a.Size)
+	}
 	return &a, nil
 }
 
@@ -83,8 +123,15 @@ func (c *Client) Lookup(ctx context.Context, parent uint64, name string) (*proto
 	return c.attrCall(ctx, proto.MsgLookup, &e)
 }
 
-// Getattr returns an inode's attributes.
+// Getattr returns an inode's attributes (after recording the mtime of this
+// client's recent writes to it).
 func (c *Client) Getattr(ctx context.Context, ino uint64) (*proto.Attr, error) {
+	if err := c.waitQueue(ctx, ino, false); err != nil {
+		return nil, err
+	}
+	if err := c.sendEnds(ctx, ino); err != nil {
+		return nil, err
+	}
 	var e proto.Enc
 	e.U64(ino)
 	return c.attrCall(ctx, proto.MsgGetattr, &e)
@@ -153,6 +200,20 @@ func (c *Client) Info(ctx context.Context) (*proto.Info, error) {
 	return &info, nil
 }
 
+// chunkLoc returns chunk idx of ino for reading or writing, from the cache
+// if it is fresh (cached reports whether it was).
+func (c *Client) cachedChunkLoc(ctx context.Context, ino uint64, idx uint32, write bool) (loc *proto.ChunkLoc, cached bool, err error) {
+	k := chunkKey{ino, idx}
+	if loc := c.cache.loc(write, k); loc != nil {
+		return loc, true, nil
+	}
+	loc, err = c.chunkLoc(ctx, ino, idx, write)
+	if err == nil {
+		c.cache.putLoc(write, k, loc)
+	}
+	return loc, false, err
+}
+
 func (c *Client) chunkLoc(ctx context.Context, ino uint64, idx uint32, write bool) (*proto.ChunkLoc, error) {
 	var e proto.Enc
 	e.U64(ino)
@@ -176,19 +237,42 @@ func (c *Client) chunkLoc(ctx context.Context, ino uint64, idx uint32, write boo
 // touches, then records the new size. It returns only when every replica
 // holds the data.
 func (c *Client) WriteAt(ctx context.Context, ino uint64, p []byte, off int64) error {
+	if err := c.waitQueue(ctx, ino, true); err != nil {
+		return err
+	}
+	return c.writeAt(ctx, ino, p, off)
+}
+
+func (c *Client) writeAt(ctx context.Context, ino uint64, p []byte, off int64) error {
 	end := off + int64(len(p))
 	for len(p) > 0 {
 		idx := uint32(off / proto.ChunkSize)
 		in := off % proto.ChunkSize
 		n := min(int64(len(p)), proto.ChunkSize-in)
-		loc, err := c.chunkLoc(ctx, ino, idx, true)
+		k := chunkKey{ino, idx}
+		loc, cached, err := c.cachedChunkLoc(ctx, ino, idx, true)
 		if err != nil {
 			return fmt.Errorf("write inode %d chunk %d: %w", ino, idx, err)
 		}
 		if len(loc.Servers) == 0 {
 			return fmt.Errorf("write inode %d chunk %d: %w", ino, idx, syscall.ENOSPC)
 		}
-		if err := c.writeChunk(ctx, loc, p[:n], in); err != nil {
+		err = c.writeChunk(ctx, loc, p[:n], in)
+		if err != nil && cached && !errors.Is(err, syscall.ENOSPC) {
+			// The chunk may have moved on since it was cached: ask again.
+			c.cache.dropLoc(k)
+			if loc, _, err = c.cachedChunkLoc(ctx, ino, idx, true); err != nil {
+				return fmt.Errorf("write inode %d chunk %d: %w", ino, idx, err)
+			}
+			err = c.writeChunk(ctx, loc, p[:n], in)
+		}
+		if err != nil {
+			c.cache.dropLoc(k)
+			if errors.Is(err, syscall.ENOSPC) {
+				// A full chunkserver refused the data before storing any of
+				// it: the chunk is intact, the writer learns ENOSPC.
+				return fmt.Errorf("write inode %d chunk %d: %w", ino, idx, err)
+			}
 			// A copy failed: the master moves the reachable copies to a new
 			// version and the whole piece is written again to them.
 			if loc, err = c.recover(ctx, ino, idx); err != nil {
@@ -197,15 +281,28 @@ func (c *Client) WriteAt(ctx context.Context, ino uint64, p []byte, off int64) e
 			if err := c.writeChunk(ctx, loc, p[:n], in); err != nil {
 				return fmt.Errorf("write inode %d chunk %d after recovery: %w", ino, idx, err)
 			}
+			c.cache.putLoc(true, k, loc)
 		}
 		p, off = p[n:], off+n
 	}
+	now := time.Now().UnixNano()
+	if size, ok := c.cache.size(ino); ok && uint64(end) <= size {
+		// Inside the file: the mtime follows shortly, shared with other writes.
+		c.cache.deferEnd(ino, uint64(end), now, c.flushEnds)
+		return nil
+	}
+	_, err := c.writeEnd(ctx, ino, uint64(end), now)
+	return err
+}
+
+// writeEnd records a write's end and mtime at the master (the size grows to
+// end if it was smaller).
+func (c *Client) writeEnd(ctx context.Context, ino, end uint64, mtime int64) (*proto.Attr, error) {
 	var e proto.Enc
 	e.U64(ino)
-	e.U64(uint64(end))
-	e.I64(time.Now().UnixNano())
-	_, err := c.master.Call(ctx, proto.MsgWriteEnd, e.B)
-	return err
+	e.U64(end)
+	e.I64(mtime)
+	return c.attrCall(ctx, proto.MsgWriteEnd, &e)
 }
 
 // writeChunk sends the pieces of one chunk's write in parallel, each down the
@@ -241,24 +338,40 @@ func (c *Client) writeChunk(ctx context.Context, loc *proto.ChunkLoc, p []byte, 
 // ReadAt reads up to len(p) bytes at off of file ino, stopping at the end of
 // the file; a bad or unreachable copy is skipped for the next.
 func (c *Client) ReadAt(ctx context.Context, ino uint64, p []byte, off int64) (int, error) {
-	a, err := c.Getattr(ctx, ino)
-	if err != nil {
+	if err := c.waitQueue(ctx, ino, false); err != nil {
 		return 0, err
 	}
-	if off >= int64(a.Size) {
+	size, ok := c.cache.size(ino)
+	if !ok {
+		a, err := c.Getattr(ctx, ino)
+		if err != nil {
+			return 0, err
+		}
+		size = a.Size
+	}
+	if off >= int64(size) {
 		return 0, nil
 	}
-	p = p[:min(int64(len(p)), int64(a.Size)-off)]
+	p = p[:min(int64(len(p)), int64(size)-off)]
 	total := len(p)
 	for len(p) > 0 {
 		idx := uint32(off / proto.ChunkSize)
 		in := off % proto.ChunkSize
 		n := min(int64(len(p)), proto.ChunkSize-in)
-		loc, err := c.chunkLoc(ctx, ino, idx, false)
+		loc, cached, err := c.cachedChunkLoc(ctx, ino, idx, false)
 		if err != nil {
 			return total - len(p), fmt.Errorf("read inode %d chunk %d: %w", ino, idx, err)
 		}
-		if err := c.readChunk(ctx, loc, p[:n], in); err != nil {
+		err = c.readChunk(ctx, loc, p[:n], in)
+		if err != nil && cached {
+			// The chunk may have moved on since it was cached: ask again.
+			c.cache.dropLoc(chunkKey{ino, idx})
+			if loc, _, err = c.cachedChunkLoc(ctx, ino, idx, false); err == nil {
+				err = c.readChunk(ctx, loc, p[:n], in)
+			}
+		}
+		if err != nil {
+			c.cache.dropLoc(chunkKey{ino, idx})
 			return total - len(p), fmt.Errorf("read inode %d chunk %d: %w", ino, idx, err)
 		}
 		p, off = p[n:], off+n
@@ -324,6 +437,15 @@ func (c *Client) Setattr(ctx context.Context, ino uint64, in SetAttr) (*proto.At
 	e.U64(in.Size)
 	e.I64(in.Atime)
 	e.I64(in.Mtime)
+	if err := c.waitQueue(ctx, ino, false); err != nil {
+		return nil, err
+	}
+	if err := c.sendEnds(ctx, ino); err != nil {
+		return nil, err
+	}
+	if in.Valid&proto.SetSize != 0 {
+		c.cache.dropFile(ino) // a truncate frees chunks
+	}
 	return c.attrCall(ctx, proto.MsgSetattr, &e)
 }
 

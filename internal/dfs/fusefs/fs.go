@@ -2,6 +2,11 @@
 // API. Namespace operations go to the master through the client library;
 // sequential writes are buffered per file (write-back, up to WriteBuffer
 // bytes) and sent to the chunkservers in large requests.
+//
+// Every open file handle is counted in the master (Open/Create and Release),
+// so a file unlinked while open keeps working until its last close. Kernel
+// node ids are the DFS inode numbers (ExternalNodeID), which lets the raw
+// request wrapper in posix.go release file locks on close.
 package fusefs
 
 import (
@@ -25,12 +30,19 @@ const WriteBuffer = 8 << 20
 type Node struct {
 	fs.Inode
 	c   *client.Client
+	m   *mount
 	ino uint64
 
-	mu     sync.Mutex
-	buf    []byte // pending sequential write
-	bufOff int64
+	mu          sync.Mutex
+	buf         []byte // pending sequential write
+	bufOff      int64
+	capsMu      sync.Mutex
+	noCapsUntil time.Time // until then the inode is known to lack security.capability
 }
+
+// cacheTTL is how long the kernel may keep entries and attributes, and how
+// long a node trusts that it has no security.capability xattr.
+const cacheTTL = time.Second
 
 var (
 	_ fs.NodeLookuper   = (*Node)(nil)
@@ -51,25 +63,40 @@ var (
 	_ fs.NodeFsyncer    = (*Node)(nil)
 	_ fs.NodeRenamer    = (*Node)(nil)
 	_ fs.NodeLinker     = (*Node)(nil)
+	_ fs.NodeReleaser   = (*Node)(nil)
 )
 
 // Root returns the root node of a mount served by c.
-func Root(c *client.Client) *Node { return &Node{c: c, ino: proto.RootIno} }
+func Root(c *client.Client) *Node { return &Node{c: c, m: newMount(c), ino: proto.RootIno} }
 
 // Mount mounts the DFS at dir. The caller waits with Wait and ends with Unmount.
 func Mount(dir string, c *client.Client, debug bool) (*fuse.Server, error) {
-	ttl := time.Second
-	return fs.Mount(dir, Root(c), &fs.Options{
-		EntryTimeout: &ttl,
-		AttrTimeout:  &ttl,
+	ttl := cacheTTL
+	root := Root(c)
+	opts := &fs.Options{
+		EntryTimeout:   &ttl,
+		AttrTimeout:    &ttl,
+		ExternalNodeID: true,
 		MountOptions: fuse.MountOptions{
 			FsName:       "rampart",
 			Name:         "rampart",
 			MaxWrite:     1 << 20,
 			MaxReadAhead: 1 << 20,
+			EnableLocks:  true,
 			Debug:        debug,
 		},
-	})
+	}
+	raw := &rawFS{RawFileSystem: fs.NewNodeFS(root, opts), m: root.m}
+	srv, err := fuse.NewServer(raw, dir, &opts.MountOptions)
+	if err != nil {
+		return nil, err
+	}
+	go srv.Serve()
+	if err := srv.WaitMount(); err != nil {
+		_ = srv.Unmount()
+		return nil, err
+	}
+	return srv, nil
 }
 
 func errno(err error) syscall.Errno {
@@ -99,7 +126,7 @@ func fillAttr(a *proto.Attr, out *fuse.Attr) {
 
 func (n *Node) child(ctx context.Context, a *proto.Attr, out *fuse.EntryOut) *fs.Inode {
 	fillAttr(a, &out.Attr)
-	return n.NewInode(ctx, &Node{c: n.c, ino: a.Ino}, fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino})
+	return n.NewInode(ctx, &Node{c: n.c, m: n.m, ino: a.Ino}, fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino})
 }
 
 // Lookup finds a child.
@@ -147,6 +174,9 @@ func (n *Node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn,
 	if v, ok := in.GetSize(); ok {
 		s.Valid |= proto.SetSize
 		s.Size = v
+		if err := n.zeroTail(ctx, v); err != 0 {
+			return err
+		}
 	}
 	if v, ok := in.GetATime(); ok {
 		s.Valid |= proto.SetAtime
@@ -161,6 +191,45 @@ func (n *Node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn,
 		return errno(err)
 	}
 	fillAttr(a, &out.Attr)
+	return 0
+}
+
+// zeroBuf is the source of the zero writes of zeroTail (made on first use,
+// never written).
+var zeroBuf = sync.OnceValue(func() []byte { return make([]byte, WriteBuffer) })
+
+// zeroTail prepares a shrink to size: the master drops the chunks wholly
+// past the new end, but the chunk holding it keeps its old bytes after size,
+// which a later grow or a write past the end would expose. They are
+// overwritten with zeros first (the size does not change yet).
+func (n *Node) zeroTail(ctx context.Context, size uint64) syscall.Errno {
+	if size%proto.ChunkSize == 0 {
+		return 0
+	}
+	a, err := n.c.Getattr(ctx, n.ino)
+	if err != nil {
+		return errno(err)
+	}
+	if !a.IsRegular() || size >= a.Size {
+		return 0
+	}
+	idx := uint32(size / proto.ChunkSize)
+	loc, err := n.c.ChunkLocation(ctx, n.ino, idx)
+	if err != nil {
+		return errno(err)
+	}
+	if loc.ID == 0 {
+		return 0 // a hole reads as zeros
+	}
+	end := min(a.Size, (uint64(idx)+1)*proto.ChunkSize)
+	zeros := zeroBuf()
+	for off := size; off < end; {
+		l := min(end-off, uint64(len(zeros)))
+		if err := n.c.WriteAt(ctx, n.ino, zeros[:l], int64(off)); err != nil {
+			return errno(err)
+		}
+		off += l
+	}
 	return 0
 }
 
@@ -188,10 +257,22 @@ func (n *Node) create(ctx context.Context, name string, nd proto.Node, out *fuse
 	return n.child(ctx, a, out), 0
 }
 
-// Create makes and opens a regular file.
+// Create makes and opens a regular file in one master round trip.
 func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	in, err := n.create(ctx, name, proto.Node{Mode: syscall.S_IFREG | mode&07777}, out)
-	return in, nil, 0, err
+	nd := proto.Node{Mode: syscall.S_IFREG | mode&07777}
+	if caller, ok := fuse.FromContext(ctx); ok {
+		nd.Uid, nd.Gid = caller.Uid, caller.Gid
+	}
+	a, err := n.c.CreateOpen(ctx, n.ino, name, nd)
+	if err != nil {
+		return nil, nil, 0, errno(err)
+	}
+	n.m.opened(a.Ino)
+	in := n.child(ctx, a, out)
+	if child, ok := in.Operations().(*Node); ok {
+		child.setNoCaps() // a new file has no xattrs
+	}
+	return in, &handle{}, 0, 0
 }
 
 // Mkdir makes a directory.
@@ -228,17 +309,38 @@ func (n *Node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	return errno(n.c.Unlink(ctx, n.ino, name, true))
 }
 
-// Open opens a file; O_TRUNC truncates it.
+// handle is an open file: the master counts it until Release.
+type handle struct{}
+
+// Open opens a file, counting the handle in the master; O_TRUNC truncates
+// it in the same round trip.
 func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	var of uint32
 	if flags&syscall.O_TRUNC != 0 {
 		if err := n.flush(ctx); err != 0 {
 			return nil, 0, err
 		}
-		if _, err := n.c.Setattr(ctx, n.ino, client.SetAttr{Valid: proto.SetSize}); err != nil {
-			return nil, 0, errno(err)
-		}
+		of |= proto.OpenTrunc
 	}
-	return nil, 0, 0
+	if _, err := n.c.Open(ctx, n.ino, of); err != nil {
+		return nil, 0, errno(err)
+	}
+	n.m.opened(n.ino)
+	return &handle{}, 0, 0
+}
+
+// Release drops the handle's count in the master after the last close of
+// the open file; an unlinked file goes when its last handle does.
+func (n *Node) Release(ctx context.Context, f fs.FileHandle) syscall.Errno {
+	if _, ok := f.(*handle); !ok {
+		return 0
+	}
+	if err := n.flush(ctx); err != 0 {
+		n.m.release(ctx, n.ino)
+		return err
+	}
+	n.m.release(ctx, n.ino)
+	return 0
 }
 
 // Read flushes pending writes, then reads from the chunkservers.
@@ -287,21 +389,32 @@ func (n *Node) flushLocked(ctx context.Context) syscall.Errno {
 	if len(n.buf) == 0 {
 		return 0
 	}
-	err := n.c.WriteAt(ctx, n.ino, n.buf, n.bufOff)
+	// Queued (write-back): Flush and Fsync wait for it with Sync; reads and
+	// attribute calls of the client wait for it too.
+	err := n.c.WriteAtAsync(ctx, n.ino, n.buf, n.bufOff)
 	n.buf = n.buf[:0]
 	return errno(err)
 }
 
 // Flush sends pending writes at close, so close reports write errors.
-func (n *Node) Flush(ctx context.Context, _ fs.FileHandle) syscall.Errno { return n.flush(ctx) }
-
-// Fsync sends pending writes; chunkservers acknowledge only replicated data.
-func (n *Node) Fsync(ctx context.Context, _ fs.FileHandle, _ uint32) syscall.Errno {
-	return n.flush(ctx)
+func (n *Node) Flush(ctx context.Context, _ fs.FileHandle) syscall.Errno {
+	if err := n.flush(ctx); err != 0 {
+		return err
+	}
+	return errno(n.c.Sync(ctx, n.ino))
 }
 
-// Rename moves a child, replacing an existing entry unless RENAME_NOREPLACE;
-// RENAME_EXCHANGE is not supported yet (EINVAL).
+// Fsync sends pending writes; chunkservers acknowledge only replicated data.
+// It also records any write end (mtime) the client deferred.
+func (n *Node) Fsync(ctx context.Context, _ fs.FileHandle, _ uint32) syscall.Errno {
+	if err := n.flush(ctx); err != 0 {
+		return err
+	}
+	return errno(n.c.Sync(ctx, n.ino))
+}
+
+// Rename moves a child, replacing an existing entry unless RENAME_NOREPLACE,
+// or swaps two entries with RENAME_EXCHANGE.
 func (n *Node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	np, ok := newParent.(*Node)
 	if !ok {

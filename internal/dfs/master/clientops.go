@@ -22,11 +22,17 @@ import (
 //	WriteEnd   ino u64, size u64, mtime i64    -> Attr
 //	Unlink     parent u64, name str, dir u8    -> empty
 //	Info       (empty)                         -> JSON Info
-//	Rename     oldParent u64, oldName str, newParent u64, newName str, flags u32 -> empty
+//	Rename     oldParent u64, oldName str, newParent u64, newName str, flags u32 (1 NOREPLACE, 2 EXCHANGE) -> empty
 //	Link       ino u64, newParent u64, newName str -> Attr
 //	RecoverChunk ino u64, index u32            -> ChunkLoc (after a failed write: new version on the reachable copies)
 //	Setattr    ino u64, valid u32, mode u32, uid u32, gid u32, size u64, atime i64, mtime i64 -> Attr
+//
+// The POSIX messages (open handles, xattrs, statfs, locks) are in posix.go.
 func (m *Master) handleClient(ctx context.Context, f *proto.Frame) ([]byte, error) {
+	m.purgeOrphans()
+	if out, handled, err := m.handlePOSIX(ctx, f); handled {
+		return out, err
+	}
 	d := proto.NewDec(f.Payload)
 	var e proto.Enc
 	var err error
@@ -142,11 +148,8 @@ func (m *Master) handleClient(ctx context.Context, f *proto.Frame) ([]byte, erro
 		if err = d.Finish(); err != nil {
 			return nil, err
 		}
-		if flags&^proto.RenameNoReplace != 0 {
-			return nil, fmt.Errorf("rename %q flags %#x: %w", on, flags, syscall.EINVAL)
-		}
 		var freed []meta.Chunk
-		if freed, err = m.meta.Rename(op, on, np, nn, flags&proto.RenameNoReplace != 0); err == nil {
+		if freed, err = m.meta.Rename(op, on, np, nn, flags); err == nil {
 			m.forget(freed)
 		}
 	case proto.MsgLink:
@@ -209,16 +212,9 @@ func (m *Master) chunkLoc(ino uint64, idx uint32, write bool) (*proto.ChunkLoc, 
 	return loc, nil
 }
 
-// forget drops freed chunks from the location map. Their copies on the
-// chunkservers are not deleted yet (see the report: replication loop).
-func (m *Master) forget(freed []meta.Chunk) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, c := range freed {
-		delete(m.locs, c.ID)
-		delete(m.vers, c.ID)
-	}
-}
+// forget drops freed chunks from the location map and queues the deletion
+// of their copies (see dropFreed).
+func (m *Master) forget(freed []meta.Chunk) { m.dropFreed(freed) }
 
 // Info is the cluster summary `rampart info` prints.
 type Info = proto.Info
@@ -255,5 +251,6 @@ func (m *Master) Info() (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.copyStates(&info)
 	return &info, nil
 }

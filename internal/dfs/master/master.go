@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rampart-storage/rampart/internal/dfs/meta"
@@ -32,6 +34,13 @@ const DefaultHeartbeatTimeout = 10 * time.Second
 
 // ErrNoSpace is returned when too few live chunkservers exist to place a chunk.
 var ErrNoSpace = errors.New("master: not enough live chunkservers")
+
+// ErrFull is returned when every live chunkserver is out of space; writers
+// see ENOSPC.
+var ErrFull = fmt.Errorf("master: every chunkserver is full: %w", syscall.ENOSPC)
+
+// minFree is the free space below which a chunkserver gets no new chunks.
+const minFree = 4 << 20
 
 // Config configures a Master.
 type Config struct {
@@ -64,6 +73,29 @@ type Master struct {
 	servers map[string]*csInfo         // by address
 	locs    map[uint64]map[string]bool // chunk id -> chunkserver addresses
 	vers    map[uint64]uint32          // chunk id -> newest version reported
+	// pendingDel lists, per chunkserver, copies to delete, sent in the reply
+	// to its next heartbeat: stale versions and the chunks of deleted files.
+	pendingDel map[string][]proto.ChunkRef
+	// bad holds copies dropped after a CRC error, by chunk and server, with
+	// the time: the replication loop does not copy there again for a while.
+	bad map[uint64]map[string]time.Time
+	// lastWrite is when a client last asked to write each chunk, and
+	// replicating holds the chunks being copied: the replication loop leaves
+	// a chunk alone while a client may be writing it (writeLease), and a
+	// WriteChunk waits for a copy in progress, so no new copy misses a write.
+	lastWrite   map[uint64]time.Time
+	replicating map[uint64]chan struct{}
+
+	started   time.Time
+	restarted bool // the metadata held chunks when the master started
+
+	reqMu   sync.Mutex
+	intents map[reqKey]*intent
+
+	slotMu sync.Mutex
+	slots  map[chunkSlot]*slotLock // WriteChunk in progress, by inode and index
+
+	posix posixState // open handles and locks of client connections (posix.go)
 }
 
 type csInfo struct {
@@ -96,8 +128,19 @@ func New(cfg Config) (*Master, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Master{cfg: cfg, log: cfg.Log, meta: st, ready: make(chan struct{}),
-		servers: map[string]*csInfo{}, peers: map[string]*proto.Client{}, locs: map[uint64]map[string]bool{}, vers: map[uint64]uint32{}}, nil
+	m := &Master{cfg: cfg, log: cfg.Log, meta: st, ready: make(chan struct{}),
+		servers: map[string]*csInfo{}, peers: map[string]*proto.Client{}, locs: map[uint64]map[string]bool{}, vers: map[uint64]uint32{},
+		pendingDel: map[string][]proto.ChunkRef{}, bad: map[uint64]map[string]time.Time{}, intents: map[reqKey]*intent{},
+		lastWrite: map[uint64]time.Time{}, replicating: map[uint64]chan struct{}{}, slots: map[chunkSlot]*slotLock{}}
+	err = st.ForEachChunk(func(uint64, uint32, uint8, meta.Chunk) { m.restarted = true })
+	if err == nil {
+		err = m.loadIntents()
+	}
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return m, nil
 }
 
 // Start listens on both ports and serves until ctx is cancelled or Close.
@@ -111,8 +154,9 @@ func (m *Master) Start(ctx context.Context) error {
 		return fmt.Errorf("master listen %s: %w", m.cfg.ClientListen, err)
 	}
 	ctx, m.cancel = context.WithCancel(ctx)
-	m.serve(ctx, m.csLn, m.handleChunkserver)
-	m.serve(ctx, m.clLn, m.handleClient)
+	m.started = time.Now()
+	m.serve(ctx, m.csLn, m.chunkserverConn)
+	m.serve(ctx, m.clLn, func(net.Conn) (proto.Handler, func()) { return m.handleClientReq, func() {} })
 	go func() { <-ctx.Done(); m.csLn.Close(); m.clLn.Close() }()
 	m.wg.Add(1)
 	go func() {
@@ -124,7 +168,9 @@ func (m *Master) Start(ctx context.Context) error {
 	return nil
 }
 
-func (m *Master) serve(ctx context.Context, ln net.Listener, h proto.Handler) {
+// serve accepts connections on ln; perConn returns each one's handler and
+// what to do when it closes.
+func (m *Master) serve(ctx context.Context, ln net.Listener, perConn func(net.Conn) (proto.Handler, func())) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -136,10 +182,47 @@ func (m *Master) serve(ctx context.Context, ln net.Listener, h proto.Handler) {
 			m.wg.Add(1)
 			go func() {
 				defer m.wg.Done()
+				h, closed := perConn(c)
 				proto.ServeConn(ctx, c, h, m.log)
+				closed()
 			}()
 		}
 	}()
+}
+
+// chunkserverConn serves one chunkserver connection. When it closes (the
+// chunkserver died or lost the network) the chunkserver counts as lost at
+// once, without waiting for the heartbeat timeout, so its chunks are
+// re-replicated sooner; it is live again with its next registration.
+func (m *Master) chunkserverConn(net.Conn) (proto.Handler, func()) {
+	var mu sync.Mutex
+	var addr string
+	h := func(ctx context.Context, f *proto.Frame) ([]byte, error) {
+		if f.Type == proto.MsgRegister {
+			var r proto.Register
+			if r.Decode(f.Payload) == nil {
+				mu.Lock()
+				addr = r.Addr
+				mu.Unlock()
+			}
+		}
+		return m.handleChunkserver(ctx, f)
+	}
+	closed := func() {
+		mu.Lock()
+		a := addr
+		mu.Unlock()
+		if a == "" {
+			return
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if cs := m.servers[a]; cs != nil && m.alive(cs) {
+			cs.lastSeen = time.Time{}
+			m.log.Warn("chunkserver connection closed, counted lost until it registers again", "addr", a)
+		}
+	}
+	return h, closed
 }
 
 // Ready is closed once both ports accept connections.
@@ -153,6 +236,7 @@ func (m *Master) ClientAddr() string { return m.clLn.Addr().String() }
 
 // Close stops serving and closes the metadata.
 func (m *Master) Close() error {
+	m.posix.shutdown() // client connections end, clients do not (posix.go)
 	if m.cancel != nil {
 		m.cancel()
 	}
@@ -172,19 +256,52 @@ func (m *Master) handleChunkserver(ctx context.Context, f *proto.Frame) ([]byte,
 		if err := r.Decode(f.Payload); err != nil {
 			return nil, err
 		}
+		var want map[uint64]uint32
+		if len(r.Chunks) > 0 {
+			var err error
+			if want, err = m.chunkVersions(); err != nil {
+				return nil, err
+			}
+		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		cs := m.servers[r.Addr]
-		if cs == nil {
-			cs = &csInfo{addr: r.Addr}
-			m.servers[r.Addr] = cs
+		if cs == nil || f.Type == proto.MsgRegister {
+			if cs == nil {
+				cs = &csInfo{addr: r.Addr}
+				m.servers[r.Addr] = cs
+			}
 			m.log.Info("chunkserver registered", "addr", r.Addr, "chunks", len(r.Chunks))
 		}
 		cs.total, cs.free, cs.lastSeen = r.Total, r.Free, time.Now()
+		var del proto.ChunkList
 		for _, c := range r.Chunks {
+			if v, ok := want[c.ID]; ok && c.Version < v {
+				// A copy that missed writes (its server was away when the
+				// version moved on): never served, deleted now.
+				del.Chunks = append(del.Chunks, c)
+				continue
+			}
 			m.addLocLocked(c.ID, c.Version, r.Addr)
 		}
-		return nil, nil
+		del.Chunks = append(del.Chunks, m.pendingDel[r.Addr]...)
+		delete(m.pendingDel, r.Addr)
+		if len(del.Chunks) == 0 {
+			return nil, nil
+		}
+		m.log.Info("chunkserver told to delete stale copies", "addr", r.Addr, "chunks", len(del.Chunks))
+		var e proto.Enc
+		del.Encode(&e)
+		return e.B, nil
+	case proto.MsgBadChunk:
+		var b proto.BadChunk
+		if err := b.Decode(f.Payload); err != nil {
+			return nil, err
+		}
+		if m.badCopy(b) {
+			return []byte{1}, nil
+		}
+		return []byte{0}, nil
 	}
 	return nil, fmt.Errorf("master: chunkserver message %s: %w", f.Type, errUnsupported)
 }
@@ -205,6 +322,50 @@ func (m *Master) addLocLocked(id uint64, version uint32, addr string) {
 	m.locs[id][addr] = true
 }
 
+// chunkVersions returns the version of every chunk in the namespace.
+func (m *Master) chunkVersions() (map[uint64]uint32, error) {
+	out := map[uint64]uint32{}
+	err := m.meta.ForEachChunk(func(_ uint64, _ uint32, _ uint8, c meta.Chunk) { out[c.ID] = c.Version })
+	return out, err
+}
+
+// badCopy records a copy that failed its CRC check. If another live copy of
+// the chunk exists the bad one is dropped from the chunk map and badCopy
+// returns true: the chunkserver deletes it and the replication loop makes a
+// new copy from a good one. A sole copy is kept: its good blocks still read.
+func (m *Master) badCopy(b proto.BadChunk) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id := fmt.Sprintf("%016x", b.ID)
+	if b.Version < m.vers[b.ID] {
+		m.log.Info("stale copy reported bad, deleting it", "chunk", id, "server", b.Addr)
+		return true
+	}
+	if b.Version != m.vers[b.ID] {
+		return false // newer than the map knows: a write in progress decides
+	}
+	others := 0
+	for a := range m.locs[b.ID] {
+		if cs := m.servers[a]; a != b.Addr && cs != nil && m.alive(cs) {
+			others++
+		}
+	}
+	if !m.locs[b.ID][b.Addr] {
+		return others > 0 // already dropped (an earlier report whose answer was lost)
+	}
+	if others == 0 {
+		m.log.Error("the only live copy of a chunk has a bad block", "chunk", id, "server", b.Addr, "block", b.Block)
+		return false
+	}
+	delete(m.locs[b.ID], b.Addr)
+	if m.bad[b.ID] == nil {
+		m.bad[b.ID] = map[string]time.Time{}
+	}
+	m.bad[b.ID][b.Addr] = time.Now()
+	m.log.Warn("bad copy dropped, re-replicating from a good one", "chunk", id, "server", b.Addr, "block", b.Block, "good copies", others)
+	return true
+}
+
 // liveLocked returns the live chunkservers, emptiest (most free bytes) first.
 func (m *Master) liveLocked() []*csInfo {
 	var out []*csInfo
@@ -213,12 +374,10 @@ func (m *Master) liveLocked() []*csInfo {
 			out = append(out, cs)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].free != out[j].free {
-			return out[i].free > out[j].free
-		}
-		return out[i].addr < out[j].addr
-	})
+	// Emptiest first; among equally empty ones (chunkservers sharing a file
+	// system report the same free space) a random order spreads the chunks.
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].free > out[j].free })
 	return out
 }
 
@@ -227,9 +386,18 @@ func (m *Master) liveLocked() []*csInfo {
 func (m *Master) place(c meta.Chunk, goal int) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	live := m.liveLocked()
-	if len(live) == 0 {
+	var live []*csInfo
+	all := m.liveLocked()
+	for _, cs := range all {
+		if cs.free >= minFree {
+			live = append(live, cs)
+		}
+	}
+	if len(all) == 0 {
 		return nil, fmt.Errorf("place chunk %016x: %w", c.ID, ErrNoSpace)
+	}
+	if len(live) == 0 {
+		return nil, fmt.Errorf("place chunk %016x: %w", c.ID, ErrFull)
 	}
 	n := min(goal, len(live))
 	out := make([]string, 0, n)

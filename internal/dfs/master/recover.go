@@ -52,6 +52,9 @@ func (m *Master) recoverChunk(ctx context.Context, ino uint64, idx uint32) (*pro
 			if cs := m.servers[a]; cs != nil {
 				cs.lastSeen = time.Time{} // unreachable: no new chunks until it heartbeats again
 			}
+			// If it comes back without restarting, its next heartbeat deletes
+			// the copy that missed the write.
+			m.pendingDel[a] = append(m.pendingDel[a], proto.ChunkRef{ID: c.ID, Version: c.Version})
 			m.mu.Unlock()
 			m.log.Warn("chunk copy lost during a write", "chunk", fmt.Sprintf("%016x", c.ID), "server", a, "err", err)
 			continue

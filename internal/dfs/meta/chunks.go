@@ -7,6 +7,8 @@ import (
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/rampart-storage/rampart/internal/dfs/proto"
 )
 
 func encodeChunk(c Chunk) []byte {
@@ -108,18 +110,51 @@ func (s *Store) SetSize(ino uint64, size uint64, mtime int64) (*Attr, error) {
 	return a, s.commit(b)
 }
 
-// SetXattr sets an extended attribute.
-func (s *Store) SetXattr(ino uint64, name string, value []byte) error {
-	if name == "" || len(name) > 255 || len(value) > 64<<10 {
-		return fmt.Errorf("xattr %q of inode %d: %w", name, ino, syscall.ERANGE)
+// Extended attribute limits, as Linux's XATTR_NAME_MAX and XATTR_SIZE_MAX.
+const (
+	MaxXattrName  = 255
+	MaxXattrValue = 64 << 10
+)
+
+// SetXattr sets an extended attribute. flags may hold proto.XattrCreate
+// (EEXIST if it exists) or proto.XattrReplace (ENODATA if it does not).
+func (s *Store) SetXattr(ino uint64, name string, value []byte, flags uint32) error {
+	switch {
+	case name == "" || len(name) > MaxXattrName:
+		return fmt.Errorf("xattr name of %d bytes on inode %d: %w", len(name), ino, syscall.ERANGE)
+	case len(value) > MaxXattrValue:
+		return fmt.Errorf("xattr %q of %d bytes on inode %d: %w", name, len(value), ino, syscall.E2BIG)
+	case flags&^(proto.XattrCreate|proto.XattrReplace) != 0 || flags == proto.XattrCreate|proto.XattrReplace:
+		return fmt.Errorf("xattr %q flags %#x: %w", name, flags, syscall.EINVAL)
 	}
 	s.mu.Lock()
-	if _, err := s.getAttr(ino); err != nil {
+	a, err := s.getAttr(ino)
+	if err != nil {
 		s.mu.Unlock()
 		return err
 	}
+	if flags != 0 {
+		_, c, err := s.db.Get(xattrKey(ino, name))
+		exists := err == nil
+		if exists {
+			c.Close()
+		} else if !errors.Is(err, pebble.ErrNotFound) {
+			s.mu.Unlock()
+			return fmt.Errorf("xattr %q of inode %d: %w", name, ino, err)
+		}
+		if exists && flags == proto.XattrCreate {
+			s.mu.Unlock()
+			return fmt.Errorf("xattr %q of inode %d: %w", name, ino, syscall.EEXIST)
+		}
+		if !exists && flags == proto.XattrReplace {
+			s.mu.Unlock()
+			return fmt.Errorf("xattr %q of inode %d: %w", name, ino, syscall.ENODATA)
+		}
+	}
+	a.Ctime = s.now().UnixNano()
 	b := s.db.NewBatch()
 	b.Set(xattrKey(ino, name), value, nil)
+	putAttr(b, a)
 	return s.commit(b)
 }
 
@@ -165,6 +200,10 @@ func (s *Store) RemoveXattr(ino uint64, name string) error {
 	c.Close()
 	b := s.db.NewBatch()
 	b.Delete(xattrKey(ino, name), nil)
+	if a, err := s.getAttr(ino); err == nil {
+		a.Ctime = s.now().UnixNano()
+		putAttr(b, a)
+	}
 	return s.commit(b)
 }
 

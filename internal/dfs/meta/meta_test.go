@@ -104,7 +104,7 @@ func TestRename(t *testing.T) {
 	a := mustCreate(t, s, RootIno, "a", syscall.S_IFREG|0o644)
 	b := mustCreate(t, s, RootIno, "b", syscall.S_IFREG|0o644)
 	s.AllocChunk(b.Ino, 0)
-	freed, err := s.Rename(RootIno, "a", RootIno, "b", false)
+	freed, err := s.Rename(RootIno, "a", RootIno, "b", 0)
 	if err != nil || len(freed) != 1 {
 		t.Fatalf("rename over file: freed %v, %v; want one chunk", freed, err)
 	}
@@ -117,16 +117,16 @@ func TestRename(t *testing.T) {
 	d1 := mustCreate(t, s, RootIno, "d1", syscall.S_IFDIR|0o755)
 	d2 := mustCreate(t, s, RootIno, "d2", syscall.S_IFDIR|0o755)
 	mustCreate(t, s, d2.Ino, "x", syscall.S_IFREG)
-	if _, err := s.Rename(RootIno, "d1", RootIno, "d2", false); !errors.Is(err, syscall.ENOTEMPTY) {
+	if _, err := s.Rename(RootIno, "d1", RootIno, "d2", 0); !errors.Is(err, syscall.ENOTEMPTY) {
 		t.Errorf("rename over non-empty dir: got %v, want ENOTEMPTY", err)
 	}
-	if _, err := s.Rename(RootIno, "b", RootIno, "d1", true); !errors.Is(err, syscall.EEXIST) {
+	if _, err := s.Rename(RootIno, "b", RootIno, "d1", RenameNoReplace); !errors.Is(err, syscall.EEXIST) {
 		t.Errorf("rename with noReplace over an entry: got %v, want EEXIST", err)
 	}
-	if _, err := s.Rename(RootIno, "b", RootIno, "d1", false); !errors.Is(err, syscall.EISDIR) {
+	if _, err := s.Rename(RootIno, "b", RootIno, "d1", 0); !errors.Is(err, syscall.EISDIR) {
 		t.Errorf("rename file over dir: got %v, want EISDIR", err)
 	}
-	if _, err := s.Rename(RootIno, "d1", d2.Ino, "moved", false); err != nil {
+	if _, err := s.Rename(RootIno, "d1", d2.Ino, "moved", 0); err != nil {
 		t.Fatal(err)
 	}
 	root, _ := s.Getattr(RootIno)
@@ -153,7 +153,7 @@ func TestSetattrTruncateAndXattr(t *testing.T) {
 	if cs, _ := s.Chunks(f.Ino); len(cs) != 2 {
 		t.Errorf("chunks after truncate: got %d, want 2", len(cs))
 	}
-	if err := s.SetXattr(f.Ino, "user.k", []byte("v")); err != nil {
+	if err := s.SetXattr(f.Ino, "user.k", []byte("v"), 0); err != nil {
 		t.Fatal(err)
 	}
 	if v, err := s.GetXattr(f.Ino, "user.k"); err != nil || string(v) != "v" {

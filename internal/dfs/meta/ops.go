@@ -28,6 +28,16 @@ func checkName(name string) error {
 // symlink or special file depending on n.Mode. The goal is inherited from the
 // parent. It fails with EEXIST if the name is taken.
 func (s *Store) Create(parent uint64, name string, n Node) (*Attr, error) {
+	return s.create(parent, name, n, false)
+}
+
+// CreateOpen is Create for a file that the caller also opens: the new inode
+// counts one open handle (see OpenInode) in the same step.
+func (s *Store) CreateOpen(parent uint64, name string, n Node) (*Attr, error) {
+	return s.create(parent, name, n, true)
+}
+
+func (s *Store) create(parent uint64, name string, n Node, open bool) (*Attr, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
@@ -58,12 +68,17 @@ func (s *Store) Create(parent uint64, name string, n Node) (*Attr, error) {
 	if a.IsDir() {
 		a.Nlink = 2
 		p.Nlink++
+		b.Set(parentKey(a.Ino), binary.BigEndian.AppendUint64(nil, parent), nil)
 	}
 	p.Mtime, p.Ctime = now, now
 	putAttr(b, a)
 	putAttr(b, p)
 	b.Set(direntKey(parent, name), binary.BigEndian.AppendUint64(nil, a.Ino), nil)
 	s.putCounters(b)
+	s.inodes++
+	if open {
+		s.opens[a.Ino]++
+	}
 	if err := s.commit(b); err != nil {
 		return nil, fmt.Errorf("create %q in inode %d: %w", name, parent, err)
 	}
@@ -80,6 +95,9 @@ func (s *Store) Link(ino, newParent uint64, newName string) (*Attr, error) {
 	var p *Attr
 	if err == nil && a.IsDir() {
 		err = fmt.Errorf("link inode %d: %w", ino, syscall.EPERM)
+	}
+	if err == nil && a.Nlink == 0 {
+		err = fmt.Errorf("link unlinked inode %d: %w", ino, syscall.ENOENT)
 	}
 	if err == nil {
 		p, err = s.getAttr(newParent)
@@ -143,17 +161,11 @@ func (s *Store) Unlink(parent uint64, name string, dir bool) ([]Chunk, error) {
 		p.Nlink--
 	}
 	putAttr(b, p)
-	var freed []Chunk
 	a.Nlink--
-	if dir || a.Nlink == 0 {
-		freed, err = s.deleteInode(b, ino)
-		if err != nil {
-			s.mu.Unlock()
-			return nil, err
-		}
-	} else {
-		a.Ctime = now
-		putAttr(b, a)
+	freed, err := s.dropLink(b, a, now)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
 	}
 	if err := s.commit(b); err != nil {
 		return nil, fmt.Errorf("unlink %q in inode %d: %w", name, parent, err)
@@ -161,17 +173,45 @@ func (s *Store) Unlink(parent uint64, name string, dir bool) ([]Chunk, error) {
 	return freed, nil
 }
 
+// dropLink records that inode a lost a link (a.Nlink already decremented):
+// a file that still has links or open handles stays (an orphan when only
+// handles remain); anything else is deleted and its chunks returned.
+func (s *Store) dropLink(b *pebble.Batch, a *Attr, now int64) ([]Chunk, error) {
+	if !a.IsDir() && (a.Nlink > 0 || s.opens[a.Ino] > 0) {
+		a.Ctime = now
+		putAttr(b, a)
+		if a.Nlink == 0 {
+			b.Set(orphanKey(a.Ino), nil, nil)
+			s.orphans[a.Ino] = true
+		}
+		return nil, nil
+	}
+	return s.deleteInode(b, a.Ino)
+}
+
 func (s *Store) deleteInode(b *pebble.Batch, ino uint64) ([]Chunk, error) {
+	s.inodes--
 	b.Delete(inodeKey(ino), nil)
-	b.DeleteRange(xattrKey(ino, ""), xattrKey(ino+1, ""), nil)
+	b.Delete(parentKey(ino), nil)
+	b.Delete(orphanKey(ino), nil)
+	delete(s.orphans, ino)
+	// Point deletes, not range deletions: a file has few keys, and range
+	// tombstones from every unlink would slow every later read.
+	names, err := s.ListXattr(ino)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		b.Delete(xattrKey(ino, name), nil)
+	}
 	cs, err := s.Chunks(ino)
 	if err != nil {
 		return nil, err
 	}
-	b.DeleteRange(chunkKey(ino, 0), chunkKey(ino+1, 0), nil)
 	var out []Chunk
-	for _, c := range cs {
+	for i, c := range cs {
 		if c.ID != 0 {
+			b.Delete(chunkKey(ino, uint32(i)), nil)
 			out = append(out, c)
 		}
 	}
@@ -230,10 +270,10 @@ func (s *Store) Setattr(ino uint64, in SetAttrIn) (*Attr, []Chunk, error) {
 			}
 			for i := int(keep); i < len(cs); i++ {
 				if cs[i].ID != 0 {
+					b.Delete(chunkKey(ino, uint32(i)), nil)
 					freed = append(freed, cs[i])
 				}
 			}
-			b.DeleteRange(chunkKey(ino, keep), chunkKey(ino+1, 0), nil)
 		}
 		a.Size = *in.Size
 		if in.Mtime == nil {
@@ -246,96 +286,4 @@ func (s *Store) Setattr(ino uint64, in SetAttrIn) (*Attr, []Chunk, error) {
 		return nil, nil, fmt.Errorf("setattr inode %d: %w", ino, err)
 	}
 	return a, freed, nil
-}
-
-// Rename moves oldName in oldParent to newName in newParent, replacing a
-// target of a compatible type (an empty directory for a directory). The
-// replaced inode's freed chunks are returned. With noReplace an existing
-// target fails the rename with EEXIST (RENAME_NOREPLACE).
-func (s *Store) Rename(oldParent uint64, oldName string, newParent uint64, newName string, noReplace bool) ([]Chunk, error) {
-	if err := checkName(newName); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	ino, err := s.lookup(oldParent, oldName)
-	var a, op, np *Attr
-	if err == nil {
-		a, err = s.getAttr(ino)
-	}
-	if err == nil {
-		op, err = s.getAttr(oldParent)
-	}
-	if err == nil {
-		np = op
-		if newParent != oldParent {
-			np, err = s.getAttr(newParent)
-		}
-	}
-	if err != nil {
-		s.mu.Unlock()
-		return nil, err
-	}
-	b := s.db.NewBatch()
-	now := s.now().UnixNano()
-	var freed []Chunk
-	if tino, terr := s.lookup(newParent, newName); terr == nil {
-		if noReplace {
-			s.mu.Unlock()
-			return nil, fmt.Errorf("rename %q over %q: %w", oldName, newName, syscall.EEXIST)
-		}
-		if tino == ino {
-			s.mu.Unlock()
-			return nil, nil
-		}
-		t, err := s.getAttr(tino)
-		if err == nil {
-			switch {
-			case a.IsDir() && !t.IsDir():
-				err = fmt.Errorf("rename over %q: %w", newName, syscall.ENOTDIR)
-			case !a.IsDir() && t.IsDir():
-				err = fmt.Errorf("rename over %q: %w", newName, syscall.EISDIR)
-			case t.IsDir():
-				if ents, rerr := s.Readdir(tino); rerr != nil {
-					err = rerr
-				} else if len(ents) > 0 {
-					err = fmt.Errorf("rename over %q: %w", newName, syscall.ENOTEMPTY)
-				}
-			}
-		}
-		if err != nil {
-			s.mu.Unlock()
-			return nil, err
-		}
-		t.Nlink--
-		if t.IsDir() {
-			np.Nlink--
-		}
-		if t.IsDir() || t.Nlink == 0 {
-			if freed, err = s.deleteInode(b, tino); err != nil {
-				s.mu.Unlock()
-				return nil, err
-			}
-		} else {
-			t.Ctime = now
-			putAttr(b, t)
-		}
-	}
-	b.Delete(direntKey(oldParent, oldName), nil)
-	b.Set(direntKey(newParent, newName), binary.BigEndian.AppendUint64(nil, ino), nil)
-	if a.IsDir() && oldParent != newParent {
-		op.Nlink--
-		np.Nlink++
-	}
-	op.Mtime, op.Ctime = now, now
-	np.Mtime, np.Ctime = now, now
-	a.Ctime = now
-	putAttr(b, a)
-	putAttr(b, op)
-	if oldParent != newParent {
-		putAttr(b, np)
-	}
-	if err := s.commit(b); err != nil {
-		return nil, fmt.Errorf("rename %q to %q: %w", oldName, newName, err)
-	}
-	return freed, nil
 }

@@ -25,7 +25,16 @@ const (
 	pChunk   = 'c' // c ino index -> chunk id, version
 	pXattr   = 'x' // x ino name -> value
 	pCounter = 'n' // n name -> uint64
+	pParent  = 'p' // p dir-ino -> parent ino (format 2)
+	pOrphan  = 'o' // o ino -> empty: unlinked while open (format 2)
 )
+
+// FormatVersion is the metadata layout this code writes (key "nformat").
+// Version 1 had no parent or orphan keys; Open upgrades it in place.
+const FormatVersion = 2
+
+func parentKey(ino uint64) []byte { return binary.BigEndian.AppendUint64([]byte{pParent}, ino) }
+func orphanKey(ino uint64) []byte { return binary.BigEndian.AppendUint64([]byte{pOrphan}, ino) }
 
 func inodeKey(ino uint64) []byte { return binary.BigEndian.AppendUint64([]byte{pInode}, ino) }
 func direntKey(parent uint64, name string) []byte {
@@ -46,6 +55,9 @@ type Store struct {
 	mu        sync.Mutex // serialises read-modify-write of the namespace
 	nextIno   uint64
 	nextChunk uint64
+	inodes    uint64          // live inodes, counted at Open
+	opens     map[uint64]int  // open handles per inode, from all client sessions (memory only)
+	orphans   map[uint64]bool // inodes with an 'o' key (unlinked while open)
 }
 
 // Open opens (creating if needed) the metadata database in dir.
@@ -54,14 +66,27 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open metadata %s: %w", dir, err)
 	}
-	s := &Store{db: db, now: time.Now}
+	s := &Store{db: db, now: time.Now, opens: map[uint64]int{}, orphans: map[uint64]bool{}}
+	var format uint64
 	s.nextIno, err = s.counter("ino")
 	if err == nil {
 		s.nextChunk, err = s.counter("chunk")
 	}
+	if err == nil {
+		format, err = s.counter("format")
+	}
+	if err == nil && format > FormatVersion {
+		err = fmt.Errorf("metadata %s: format %d, this rampart reads up to %d: %w", dir, format, FormatVersion, proto.ErrVersion)
+	}
 	if err != nil {
 		db.Close()
 		return nil, err
+	}
+	if s.nextIno != 0 {
+		if err := s.upgrade(format); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	if s.nextIno == 0 {
 		now := s.now().UnixNano()
@@ -70,10 +95,15 @@ func Open(dir string) (*Store, error) {
 		s.nextIno, s.nextChunk = RootIno+1, 1
 		putAttr(b, &root)
 		s.putCounters(b)
+		b.Set([]byte("nformat"), binary.BigEndian.AppendUint64(nil, FormatVersion), nil)
 		if err := b.Commit(pebble.Sync); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("create root inode: %w", err)
 		}
+	}
+	if err := s.countInodes(); err != nil {
+		db.Close()
+		return nil, err
 	}
 	return s, nil
 }

@@ -103,8 +103,17 @@ const (
 	SetGoal
 )
 
-// RenameNoReplace is the Rename flag of RENAME_NOREPLACE (same value as Linux).
-const RenameNoReplace = 1
+// Rename flags, the values of Linux's renameat2.
+const (
+	RenameNoReplace = 1 // RENAME_NOREPLACE: fail with EEXIST if the target exists
+	RenameExchange  = 2 // RENAME_EXCHANGE: swap the two entries atomically
+)
+
+// Setxattr flags, the values of Linux's setxattr.
+const (
+	XattrCreate  = 1 // XATTR_CREATE: fail with EEXIST if the attribute exists
+	XattrReplace = 2 // XATTR_REPLACE: fail with ENODATA if it does not
+)
 
 // Info is the cluster summary the Info message returns as JSON.
 type Info struct {
@@ -132,4 +141,17 @@ type ChunkCounts struct {
 	Overgoal  int `json:"overgoal"`
 	Missing   int `json:"missing"`
 	Copies    int `json:"copies"`
+	// States counts the copies the master knows of by state.
+	States CopyStates `json:"copy_states"`
+}
+
+// CopyStates counts chunk copies by state: valid (current version on a live
+// chunkserver), lost (on a chunkserver that stopped answering), stale (an
+// older version or a deleted file's chunk, queued for deletion) and bad
+// (failed a CRC check in the last minute and dropped).
+type CopyStates struct {
+	Valid int `json:"valid"`
+	Lost  int `json:"lost"`
+	Stale int `json:"stale"`
+	Bad   int `json:"bad"`
 }

@@ -21,8 +21,9 @@ const (
 	MsgChunkReplicate  MsgType = 0x0106 // ChunkRef, source str -> empty
 	MsgChunkSetVersion MsgType = 0x0107 // ChunkRef, new version u32 -> empty
 	// Master, chunkserver side.
-	MsgRegister  MsgType = 0x0201
-	MsgHeartbeat MsgType = 0x0202
+	MsgRegister  MsgType = 0x0201 // Register -> ChunkList (stale copies to delete)
+	MsgHeartbeat MsgType = 0x0202 // Register (no chunks) -> ChunkList (stale copies to delete)
+	MsgBadChunk  MsgType = 0x0203 // BadChunk -> empty: a copy failed its CRC check
 	// Master, client side.
 	MsgLookup       MsgType = 0x0301
 	MsgGetattr      MsgType = 0x0302
@@ -37,12 +38,16 @@ const (
 	MsgRename       MsgType = 0x030b
 	MsgLink         MsgType = 0x030c
 	MsgRecoverChunk MsgType = 0x030d
+	// MsgSessionOp wraps a namespace change in a client session's request
+	// id so that a retry after a lost reply or a master restart is applied
+	// once (SessionOp -> the inner message's reply).
+	MsgSessionOp MsgType = 0x0380
 )
 
 var typeNames = map[MsgType]string{
 	MsgChunkWrite: "ChunkWrite", MsgChunkRead: "ChunkRead", MsgChunkCreate: "ChunkCreate",
 	MsgChunkDelete: "ChunkDelete", MsgChunkInfo: "ChunkInfo", MsgChunkReplicate: "ChunkReplicate", MsgChunkSetVersion: "ChunkSetVersion",
-	MsgRegister: "Register", MsgHeartbeat: "Heartbeat",
+	MsgRegister: "Register", MsgHeartbeat: "Heartbeat", MsgBadChunk: "BadChunk", MsgSessionOp: "SessionOp",
 	MsgLookup: "Lookup", MsgGetattr: "Getattr", MsgCreate: "Create", MsgReaddir: "Readdir",
 	MsgWriteChunk: "WriteChunk", MsgReadChunk: "ReadChunk", MsgWriteEnd: "WriteEnd",
 	MsgUnlink: "Unlink", MsgInfo: "Info", MsgSetattr: "Setattr", MsgRename: "Rename", MsgLink: "Link", MsgRecoverChunk: "RecoverChunk",
@@ -262,5 +267,106 @@ func (m *Register) Decode(b []byte) error {
 	if err := d.Finish(); err != nil {
 		return fmt.Errorf("decode Register: %w", err)
 	}
+	return nil
+}
+
+// ChunkList is a list of chunk versions; the master's reply to Register and
+// Heartbeat lists the copies the chunkserver must delete (stale versions and
+// chunks no file uses). A copy is deleted only if its version is at most the
+// listed one, so a newer copy is never lost to a late message.
+type ChunkList struct {
+	Chunks []ChunkRef
+}
+
+// Encode appends m to e.
+func (m *ChunkList) Encode(e *Enc) {
+	e.U32(uint32(len(m.Chunks)))
+	for _, c := range m.Chunks {
+		c.Encode(e)
+	}
+}
+
+// Decode reads m from b; an empty payload is an empty list.
+func (m *ChunkList) Decode(b []byte) error {
+	m.Chunks = nil
+	if len(b) == 0 {
+		return nil
+	}
+	d := NewDec(b)
+	n := d.U32()
+	if n > MaxReportChunks || int(n)*12 > len(d.B) {
+		return fmt.Errorf("decode ChunkList: %d chunks in %d bytes: %w", n, len(d.B), ErrShort)
+	}
+	m.Chunks = make([]ChunkRef, n)
+	for i := range m.Chunks {
+		m.Chunks[i] = ChunkRef{ID: d.U64(), Version: d.U32()}
+	}
+	if err := d.Finish(); err != nil {
+		return fmt.Errorf("decode ChunkList: %w", err)
+	}
+	return nil
+}
+
+// BadChunk reports a copy whose block Block failed its CRC (on a read or
+// the scrub): the master drops the copy and replicates the chunk from a
+// good one.
+type BadChunk struct {
+	Addr    Addr // the reporting chunkserver
+	ID      uint64
+	Version uint32
+	Block   uint32
+}
+
+// Encode appends m to e.
+func (m *BadChunk) Encode(e *Enc) {
+	e.String(m.Addr)
+	e.U64(m.ID)
+	e.U32(m.Version)
+	e.U32(m.Block)
+}
+
+// Decode reads m from b.
+func (m *BadChunk) Decode(b []byte) error {
+	d := NewDec(b)
+	m.Addr = d.String()
+	m.ID, m.Version, m.Block = d.U64(), d.U32(), d.U32()
+	if err := d.Finish(); err != nil {
+		return fmt.Errorf("decode BadChunk: %w", err)
+	}
+	return nil
+}
+
+// SessionOp carries a namespace change (Type, Payload) under a client
+// session's request id. A client keeps Session for its lifetime and numbers
+// its requests with Seq; a retry repeats both, and the master answers a
+// request it already applied with success instead of applying it twice.
+type SessionOp struct {
+	Session uint64
+	Seq     uint64
+	Type    MsgType
+	Payload []byte
+}
+
+// Encode appends m to e.
+func (m *SessionOp) Encode(e *Enc) {
+	e.U64(m.Session)
+	e.U64(m.Seq)
+	e.U32(uint32(m.Type))
+	e.Bytes(m.Payload)
+}
+
+// Decode reads m from b; Payload aliases b.
+func (m *SessionOp) Decode(b []byte) error {
+	d := NewDec(b)
+	m.Session, m.Seq = d.U64(), d.U64()
+	t := d.U32()
+	m.Payload = d.Bytes()
+	if err := d.Finish(); err != nil {
+		return fmt.Errorf("decode SessionOp: %w", err)
+	}
+	if t > 0xffff || MsgType(t) == MsgSessionOp {
+		return fmt.Errorf("decode SessionOp: inner type %#x: %w", t, ErrTooLarge)
+	}
+	m.Type = MsgType(t)
 	return nil
 }

@@ -147,6 +147,15 @@ func FuzzDecodeMessages(f *testing.F) {
 	(&ChunkWrite{ID: 1, Chain: []string{"x"}, Data: []byte("d")}).Encode(&e)
 	f.Add(e.B)
 	f.Add([]byte{0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o'})
+	for _, m := range []interface{ Encode(*Enc) }{
+		&ChunkList{Chunks: []ChunkRef{{ID: 7, Version: 2}}},
+		&BadChunk{Addr: "127.0.0.1:9422", ID: 9, Version: 1, Block: 3},
+		&SessionOp{Session: 1, Seq: 2, Type: MsgCreate, Payload: []byte("p")},
+	} {
+		var e Enc
+		m.Encode(&e)
+		f.Add(e.B)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var w ChunkWrite
 		if w.Decode(b) == nil {
@@ -172,5 +181,29 @@ func FuzzDecodeMessages(f *testing.F) {
 		}
 		var reg Register
 		_ = reg.Decode(b)
+		var cl ChunkList
+		if cl.Decode(b) == nil && len(b) > 0 {
+			var e Enc
+			cl.Encode(&e)
+			if !bytes.Equal(e.B, b) {
+				t.Fatalf("ChunkList re-encodes to %x, want %x", e.B, b)
+			}
+		}
+		var bc BadChunk
+		if bc.Decode(b) == nil {
+			var e Enc
+			bc.Encode(&e)
+			if !bytes.Equal(e.B, b) {
+				t.Fatalf("BadChunk re-encodes to %x, want %x", e.B, b)
+			}
+		}
+		var so SessionOp
+		if so.Decode(b) == nil {
+			var e Enc
+			so.Encode(&e)
+			if !bytes.Equal(e.B, b) {
+				t.Fatalf("SessionOp re-encodes to %x, want %x", e.B, b)
+			}
+		}
 	})
 }

@@ -1,0 +1,147 @@
+package client
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rampart-storage/rampart/internal/dfs/proto"
+)
+
+// The POSIX surface beyond plain namespace calls: open handles, extended
+// attributes, statfs and file locks (see proto/posix.go). Open handles and
+// locks belong to this client's connection to the master: they end when the
+// connection does.
+
+// Open counts an open handle on ino in the master (so an unlinked file stays
+// while open) and returns fresh attributes; flags may hold proto.OpenTrunc.
+func (c *Client) Open(ctx context.Context, ino uint64, flags uint32) (*proto.Attr, error) {
+	var e proto.Enc
+	e.U64(ino)
+	e.U32(flags)
+	return c.attrCall(ctx, proto.MsgOpen, &e)
+}
+
+// CreateOpen is Create for a file the caller opens at once: one round trip.
+func (c *Client) CreateOpen(ctx context.Context, parent uint64, name string, n proto.Node) (*proto.Attr, error) {
+	var e proto.Enc
+	e.U64(parent)
+	e.String(name)
+	e.U32(n.Mode)
+	e.U32(n.Uid)
+	e.U32(n.Gid)
+	e.U32(n.Rdev)
+	e.String(n.Target)
+	return c.attrCall(ctx, proto.MsgCreateOpen, &e)
+}
+
+// Release drops one open handle on each of inos.
+func (c *Client) Release(ctx context.Context, inos ...uint64) error {
+	for len(inos) > 0 {
+		n := min(len(inos), proto.MaxRelease)
+		var e proto.Enc
+		e.U32(uint32(n))
+		for _, ino := range inos[:n] {
+			e.U64(ino)
+		}
+		if _, err := c.master.Call(ctx, proto.MsgRelease, e.B); err != nil {
+			return err
+		}
+		inos = inos[n:]
+	}
+	return nil
+}
+
+// Getxattr returns an extended attribute's value (ENODATA if absent).
+func (c *Client) Getxattr(ctx context.Context, ino uint64, name string) ([]byte, error) {
+	var e proto.Enc
+	e.U64(ino)
+	e.String(name)
+	return c.master.Call(ctx, proto.MsgGetxattr, e.B)
+}
+
+// Setxattr sets an extended attribute; flags may hold proto.XattrCreate or
+// proto.XattrReplace.
+func (c *Client) Setxattr(ctx context.Context, ino uint64, name string, value []byte, flags uint32) error {
+	var e proto.Enc
+	e.U64(ino)
+	e.String(name)
+	e.Bytes(value)
+	e.U32(flags)
+	_, err := c.master.Call(ctx, proto.MsgSetxattr, e.B)
+	return err
+}
+
+// Listxattr returns the names of ino's extended attributes.
+func (c *Client) Listxattr(ctx context.Context, ino uint64) ([]string, error) {
+	var e proto.Enc
+	e.U64(ino)
+	b, err := c.master.Call(ctx, proto.MsgListxattr, e.B)
+	if err != nil {
+		return nil, err
+	}
+	d := proto.NewDec(b)
+	n := d.U32()
+	if int(n) > len(b)/4 {
+		return nil, fmt.Errorf("listxattr reply with %d names in %d bytes: %w", n, len(b), proto.ErrShort)
+	}
+	out := make([]string, 0, n)
+	for i := uint32(0); i < n && d.Err() == nil; i++ {
+		out = append(out, d.String())
+	}
+	if err := d.Finish(); err != nil {
+		return nil, fmt.Errorf("listxattr reply: %w", err)
+	}
+	return out, nil
+}
+
+// Removexattr deletes an extended attribute (ENODATA if absent).
+func (c *Client) Removexattr(ctx context.Context, ino uint64, name string) error {
+	var e proto.Enc
+	e.U64(ino)
+	e.String(name)
+	_, err := c.master.Call(ctx, proto.MsgRemovexattr, e.B)
+	return err
+}
+
+// Statfs returns the space of the live chunkservers and the inode count.
+func (c *Client) Statfs(ctx context.Context) (*proto.Statfs, error) {
+	b, err := c.master.Call(ctx, proto.MsgStatfs, nil)
+	if err != nil {
+		return nil, err
+	}
+	var st proto.Statfs
+	if err := st.Decode(b); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// Getlk returns a lock that conflicts with l, or l with Type LockUnlock.
+func (c *Client) Getlk(ctx context.Context, l *proto.Lock) (*proto.Lock, error) {
+	var e proto.Enc
+	l.Encode(&e)
+	b, err := c.master.Call(ctx, proto.MsgGetlk, e.B)
+	if err != nil {
+		return nil, err
+	}
+	var out proto.Lock
+	if err := out.Decode(b); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Setlk takes, converts or releases a lock. Without wait a conflicting lock
+// fails it with EAGAIN; with wait the master holds the request for a while
+// and still answers EAGAIN if the lock stays taken (the caller asks again).
+func (c *Client) Setlk(ctx context.Context, l *proto.Lock, wait bool) error {
+	var e proto.Enc
+	l.Encode(&e)
+	if wait {
+		e.U8(1)
+	} else {
+		e.U8(0)
+	}
+	_, err := c.master.Call(ctx, proto.MsgSetlk, e.B)
+	return err
+}
