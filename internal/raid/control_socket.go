@@ -28,13 +28,23 @@ var ErrInUse = errors.New("raid: array is in use by another process")
 
 // arrayLock is the flock of RunDir()/<uuid>.lock.
 type arrayLock struct {
-	f    *os.File
-	path string
+	f      *os.File
+	path   string
+	shared bool // other holders may still hold the file: never remove it
 }
 
-// lockArray takes the array's lock. When the run directory cannot be used (no
-// permission) it returns nil and no error: locking is advisory and best effort.
-func lockArray(u UUID) (*arrayLock, error) {
+// lockArray takes the array's lock: exclusive for an assembly that may write, shared
+// for a read-only one (several may look at once; none while a writer holds it). A lock
+// held by someone else is retried for up to wait, so a server starting while a
+// read-only command looks at the members waits for it instead of failing. When the
+// run directory cannot be used (no permission) it returns nil and no error: locking
+// is advisory and best effort.
+func lockArray(u UUID, shared bool, wait time.Duration) (*arrayLock, error) {
+	how := syscall.LOCK_EX
+	if shared {
+		how = syscall.LOCK_SH
+	}
+	deadline := time.Now().Add(wait)
 	dir := RunDir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil //nolint:nilerr // no run directory: nothing to lock against
@@ -45,12 +55,19 @@ func lockArray(u UUID) (*arrayLock, error) {
 		if err != nil {
 			return nil, nil //nolint:nilerr // as above
 		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
 			b := make([]byte, 32)
 			n, _ := f.ReadAt(b, 0)
 			f.Close()
 			pid := strings.TrimSpace(string(b[:n]))
 			if errors.Is(err, syscall.EWOULDBLOCK) {
+				if time.Now().Before(deadline) {
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				if pid == "" {
+					pid = "unknown (a read-only command)"
+				}
 				return nil, fmt.Errorf("array %s is assembled by pid %s (lock %s): %w", u, pid, p, ErrInUse)
 			}
 			return nil, fmt.Errorf("lock array %s (%s): %w", u, p, err)
@@ -63,10 +80,12 @@ func lockArray(u UUID) (*arrayLock, error) {
 			f.Close()
 			continue
 		}
-		if err := f.Truncate(0); err == nil {
-			_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		if !shared { // a shared holder leaves the file alone: others read it too
+			if err := f.Truncate(0); err == nil {
+				_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+			}
 		}
-		return &arrayLock{f: f, path: p}, nil
+		return &arrayLock{f: f, path: p, shared: shared}, nil
 	}
 }
 
@@ -74,7 +93,9 @@ func (l *arrayLock) release() {
 	if l == nil {
 		return
 	}
-	_ = os.Remove(l.path) // while still locked: see lockArray
+	if !l.shared {
+		_ = os.Remove(l.path) // while still locked: see lockArray
+	}
 	l.f.Close()
 }
 

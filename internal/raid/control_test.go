@@ -167,3 +167,49 @@ func TestControlSocket(t *testing.T) {
 		t.Errorf("run dir after Close: %v, want it empty", ents)
 	}
 }
+
+// TestServeWaitsForReadOnlyLook: a read-only assembly (what `rampart raid status` does
+// when nobody serves the array) takes the lock shared and briefly; a process opening
+// the array to serve it meanwhile waits for it instead of failing, while a second
+// writer is still refused at once.
+func TestServeWaitsForReadOnlyLook(t *testing.T) {
+	t.Setenv("RAMPART_RUN_DIR", t.TempDir())
+	paths := fileArray(t, t.TempDir())
+	ms, err := OpenMembers(t.Context(), paths, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	look, err := Assemble(t.Context(), ms, AssembleOptions{ReadOnly: true, NoAutoRebuild: true, Lock: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second read-only look shares the lock.
+	ms2, err := OpenMembers(t.Context(), paths, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	look2, err := Assemble(t.Context(), ms2, AssembleOptions{ReadOnly: true, NoAutoRebuild: true, Lock: true})
+	if err != nil {
+		t.Fatalf("second read-only assembly: %v, want the lock shared", err)
+	}
+	look2.Close()
+	go func() { time.Sleep(300 * time.Millisecond); look.Close() }()
+	start := time.Now()
+	d, err := volume.Open(t.Context(), "raid:"+strings.Join(paths, ","), volume.Options{})
+	if err != nil {
+		t.Fatalf("serving open while a read-only look held the lock: %v, want it to wait", err)
+	}
+	defer blockdev.Close(d)
+	if waited := time.Since(start); waited < 200*time.Millisecond {
+		t.Errorf("the serving open took %v: it did not wait for the read-only holder", waited)
+	}
+	ms3, err := OpenMembers(t.Context(), paths, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Assemble(t.Context(), ms3, AssembleOptions{Lock: true})
+	CloseMembers(ms3)
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "pid "+strconv.Itoa(os.Getpid())) {
+		t.Errorf("offline writer while served: got %v, want %v naming pid %d", err, ErrInUse, os.Getpid())
+	}
+}

@@ -166,6 +166,9 @@ type AssembleOptions struct {
 	// the holder's pid, an array another process has assembled) and holds it until
 	// Close. Without a usable run directory nothing is locked.
 	Lock bool
+	// LockWait is how long Lock waits for another holder to let go (0: refuse at
+	// once). Read-only assemblies take the lock shared.
+	LockWait time.Duration
 	// Control serves management requests on the array's control socket in
 	// RunDir() until Close (best effort: a failure to listen is logged).
 	Control bool
@@ -273,7 +276,7 @@ func Assemble(ctx context.Context, members []Member, opts AssembleOptions) (*Arr
 		return nil, fmt.Errorf("assemble array %s: %s: %w (it missed updates; add it back to rebuild it)", a.name, joinNames(stale), ErrStale)
 	}
 	if opts.Lock {
-		lk, err := lockArray(a.uuid)
+		lk, err := lockArray(a.uuid, opts.ReadOnly, opts.LockWait)
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("assemble array %s: %w", a.name, err)

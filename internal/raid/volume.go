@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/rampart-storage/rampart/internal/blockdev"
 	"github.com/rampart-storage/rampart/internal/volume"
@@ -61,6 +62,12 @@ func CloseMembers(ms []Member) error {
 	return errors.Join(errs...)
 }
 
+// serveLockWait is how long a process opening an array to serve it waits for the
+// array's lock: long enough for a `rampart raid status` or `examine` that assembled it
+// read-only a moment before to finish, short enough to report an array really served
+// by another process promptly.
+const serveLockWait = 10 * time.Second
+
 func openVolume(ctx context.Context, spec string, opts volume.Options) (blockdev.Device, error) {
 	specs, err := ParseSpec(spec)
 	if err != nil {
@@ -72,7 +79,7 @@ func openVolume(ctx context.Context, spec string, opts volume.Options) (blockdev
 	}
 	// A process that opens an array serves it: it holds the array's lock and
 	// answers `rampart raid` commands on the control socket.
-	a, err := Assemble(ctx, ms, AssembleOptions{ReadOnly: opts.ReadOnly, Lock: true, Control: true})
+	a, err := Assemble(ctx, ms, AssembleOptions{ReadOnly: opts.ReadOnly, Lock: true, LockWait: serveLockWait, Control: true})
 	if err != nil {
 		CloseMembers(ms)
 		return nil, fmt.Errorf("open volume %s: %w", spec, err)
