@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
-# rampart's main job on its embedded default: the single-machine cluster. Builds
-# bin/rampart, starts a master and three chunkservers in one process (data under
-# $RAMPART_DIR, default /var/lib/rampart/single), mounts the replicated file system at
-# $RAMPART_MNT (default /mnt/rampart; goal 2: every file kept in two copies), writes a
-# first file, shows `rampart info`, and keeps running until Ctrl-C, when it unmounts
-# and stops. Needs root for the FUSE mount (and to install packages); without root it
-# runs the cluster and tells you how to mount it.
+# rampart's main job on its embedded default: the seed lab's whole highly-available
+# stack on this machine (`rampart demo`, docs/demo.md). Installs what it needs, builds
+# bin/rampart, and builds the lab: as root, a storage host with three RAID-5 arrays
+# exported as iSCSI targets on two storage networks, three chunk hosts attaching them
+# with multipath (XFS on each, a chunkserver on top), a DFS master, and a web host
+# serving a site from the replicated file system; each host is a network namespace.
+# Without root, `rampart demo` falls back to the file system alone on loopback and says so.
+#
+# The lab keeps running after this script returns. Then:
+#   bin/rampart demo drill    # cut a network, fail a disk, kill a chunkserver, restart the master
+#   bin/rampart demo status   # print the lab again
+#   bin/rampart demo down     # remove everything it created
+# `scripts/run.sh single` runs the previous default instead: a master and three
+# chunkservers in one process, mounted at $RAMPART_MNT (default /mnt/rampart), in the
+# foreground until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 scripts/install-deps.sh
 go build -o bin/rampart ./cmd/rampart
+
+if [ "${1:-}" != single ]; then
+  exec bin/rampart demo "$@"
+fi
+
 dir=${RAMPART_DIR:-/var/lib/rampart/single}; mnt=${RAMPART_MNT:-/mnt/rampart}
 [ "$(id -u)" = 0 ] || dir=${RAMPART_DIR:-$HOME/.rampart/single}
 mkdir -p "$dir"
