@@ -1,10 +1,11 @@
 // Package demo builds the seed lab (seed 000) on one machine and rehearses its failures.
 //
 // The lab is six machines: a storage host with three RAID 5 arrays of three disks,
-// exported as three iSCSI targets over two storage networks; three chunk hosts, each
-// attaching its own LUN over both networks with multipath, XFS on it, and a chunkserver
-// storing on that XFS; a master; and a web host mounting the distributed file system
-// and serving a site from it.
+// exported as three iSCSI targets over two storage networks, each target's array cut
+// in two LUNs (part:1/2 and part:2/2 of it); three chunk hosts, each attaching its two
+// LUNs (mpatha, mpathb) over both networks with multipath, XFS on each, and a
+// chunkserver storing on both; a master; and a web host mounting the distributed file
+// system and serving a site from it.
 //
 // As root, each machine is a network namespace (rampart-storage, rampart-chunk1, ...)
 // wired to a "switch" namespace holding one bridge per network, so that

@@ -159,8 +159,8 @@ func Down(ctx context.Context, o Options, purge bool) error {
 	// Then the XFS on each LUN and the loop devices under them.
 	mounts, _ := mountsUnder(o.Dir)
 	for _, m := range mounts {
-		if filepath.Base(m) == "lun" {
-			continue // the attach's own FUSE mount, removed by stopping it
+		if isAttachDir(m) {
+			continue // an attach's own FUSE mount, removed by stopping it
 		}
 		unmount(ctx, o, m)
 	}
@@ -235,6 +235,14 @@ func finishDown(o Options, st *State, procs []Process, purge bool) error {
 	}
 	o.printf("demo down: nothing left (namespaces, mounts, loop devices, processes)\n")
 	return nil
+}
+
+// isAttachDir reports whether mount point m is an attach's FUSE mount (a chunk host's
+// lun0, lun1; lun in demos before two LUNs per host).
+func isAttachDir(m string) bool {
+	b := filepath.Base(m)
+	rest, ok := strings.CutPrefix(b, "lun")
+	return ok && strings.Trim(rest, "0123456789") == ""
 }
 
 // unmount unmounts m, lazily if it stays busy.

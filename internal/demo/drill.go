@@ -158,7 +158,7 @@ func printStep(o Options, n int, r StepResult) {
 		o.printf("    %s\n", e)
 	}
 	if r.Probe > 0 {
-		o.printf("  block path: longest read of the LUN %s\n", r.Probe.Round(time.Millisecond))
+		o.printf("  block path: longest read of a LUN %s\n", r.Probe.Round(time.Millisecond))
 	}
 	verdict := "ok"
 	if !r.OK() {
@@ -184,8 +184,9 @@ const (
 	pathFaulty = "faulty"
 )
 
-// pathStates reads chunk host i's multipath map with `rampart multipath status --json`.
-func pathStates(t Topology, i int) (mapStatus, error) {
+// pathStates reads chunk host i's multipath map of LUN l with `rampart multipath
+// status --json`.
+func pathStates(t Topology, i, l int) (mapStatus, error) {
 	out, err := exec.Command(t.Bin, "multipath", "status", "--json", "--status-dir", t.StatusDir(i)).Output()
 	if err != nil {
 		return mapStatus{}, fmt.Errorf("demo: multipath status of %s: %w", ChunkName(i), err)
@@ -195,39 +196,59 @@ func pathStates(t Topology, i int) (mapStatus, error) {
 		return mapStatus{}, fmt.Errorf("demo: multipath status --json of %s: %w", ChunkName(i), err)
 	}
 	for _, s := range sts {
-		if s.Name == MapName {
+		if s.Name == MapName(l) {
 			return s, nil
 		}
 	}
-	return mapStatus{}, fmt.Errorf("demo: %s has no map %s", ChunkName(i), MapName)
+	return mapStatus{}, fmt.Errorf("demo: %s has no map %s", ChunkName(i), MapName(l))
 }
 
-// pathState is the state of the path through storage network n ("" if unknown).
-func pathState(t Topology, i, n int) (state string, active bool) {
-	s, err := pathStates(t, i)
+// pathState is the state of LUN l's path through storage network n ("" if unknown).
+func pathState(t Topology, i, l, n int) (state string, active bool) {
+	s, err := pathStates(t, i, l)
 	if err != nil {
 		return "", false
 	}
 	for _, p := range s.Paths {
-		if p.URL == LUNURLs(i)[n-1] {
+		if p.URL == LUNURLs(i, l)[n-1] {
 			return p.State, p.Active
 		}
 	}
 	return "", false
 }
 
+// allReady reports whether every path of every map of chunk host i is ready.
 func allReady(t Topology, i int) bool {
-	s, err := pathStates(t, i)
-	if err != nil || len(s.Paths) == 0 {
-		return false
-	}
-	for _, p := range s.Paths {
-		if p.State != pathReady {
+	for l := 0; l < LUNs; l++ {
+		s, err := pathStates(t, i, l)
+		if err != nil || len(s.Paths) == 0 {
+			return false
+		}
+		for _, p := range s.Paths {
+			if p.State != pathReady {
+				return false
+			}
+		}
+		// Fresh: the attach rewrites its status every 500 ms at most.
+		if time.Since(s.Time) >= 5*time.Second {
 			return false
 		}
 	}
-	// Fresh: the attach rewrites its status every 500 ms at most.
-	return time.Since(s.Time) < 5*time.Second
+	return true
+}
+
+// pathsText is the state of every map's path over storage network n, for the step's
+// events: "mpatha faulty (active false), mpathb faulty (active false)".
+func pathsText(t Topology, i, n int) string {
+	var parts []string
+	for l := 0; l < LUNs; l++ {
+		state, active := pathState(t, i, l, n)
+		if state == "" {
+			state = "unknown"
+		}
+		parts = append(parts, fmt.Sprintf("%s %s (active %v)", MapName(l), state, active))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // probe reads 4 KiB blocks of a LUN with O_DIRECT (past every cache) until ctx ends
@@ -258,34 +279,42 @@ func probe(ctx context.Context, path string) (time.Duration, error) {
 	return longest, nil
 }
 
-// drillCutNetwork cuts chunk1's link to storage network 1, as pulling its cable.
+// drillCutNetwork cuts chunk1's link to storage network 1, as pulling its cable: the
+// path over it of both its maps (mpatha and mpathb) must go faulty, then ready again.
 func drillCutNetwork(ctx context.Context, t Topology, st *State, c *client) StepResult {
 	s := newStep("cut storage network 1 of chunk1")
 	const i, n = 1, 1
 	ns := NSPrefix + ChunkName(i)
 	pctx, stopProbe := context.WithCancel(ctx)
-	var probeMax time.Duration
-	var probeErr error
-	done := make(chan struct{})
-	go func() { defer close(done); probeMax, probeErr = probe(pctx, t.LUNFile(i)) }()
+	probeMax := make([]time.Duration, LUNs)
+	probeErr := make([]error, LUNs)
+	var wg sync.WaitGroup
+	for l := 0; l < LUNs; l++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); probeMax[l], probeErr[l] = probe(pctx, t.LUNFile(i, l)) }()
+	}
+	stop := func() {
+		stopProbe()
+		wg.Wait()
+	}
 	c.take()
 	s.start = time.Now()
-	state, active := pathState(t, i, n)
-	s.event("path over %s: %s (active %v); ip -n %s link set %s down", StorageAddr(n), state, active, ns, NetStorage1)
+	s.event("paths over %s: %s; ip -n %s link set %s down", StorageAddr(n), pathsText(t, i, n), ns, NetStorage1)
 	if _, err := run(ctx, "ip", "-n", ns, "link", "set", NetStorage1, "down"); err != nil {
 		s.fail("%v", err)
-		stopProbe()
-		<-done
+		stop()
 		return s.StepResult
 	}
-	err := waitFor(ctx, "path faulty", 30*time.Second, 50*time.Millisecond, func() bool {
-		state, _ := pathState(t, i, n)
-		return state == pathFaulty
-	})
-	if err != nil {
-		s.fail("the path over %s was never shown faulty: %v", StorageAddr(n), err)
-	} else {
-		s.event("path over %s shown faulty; I/O goes over %s", StorageAddr(n), StorageAddr(2))
+	for l := 0; l < LUNs; l++ {
+		err := waitFor(ctx, MapName(l)+" path faulty", 30*time.Second, 50*time.Millisecond, func() bool {
+			state, _ := pathState(t, i, l, n)
+			return state == pathFaulty
+		})
+		if err != nil {
+			s.fail("%s: the path over %s was never shown faulty: %v", MapName(l), StorageAddr(n), err)
+		} else {
+			s.event("%s: path over %s shown faulty; I/O goes over %s", MapName(l), StorageAddr(n), StorageAddr(2))
+		}
 	}
 	sleep(ctx, 5*time.Second)
 	s.event("ip -n %s link set %s up", ns, NetStorage1)
@@ -293,18 +322,21 @@ func drillCutNetwork(ctx context.Context, t Topology, st *State, c *client) Step
 		s.fail("%v", err)
 	}
 	if err := waitFor(ctx, "paths ready", 60*time.Second, 100*time.Millisecond, func() bool { return allReady(t, i) }); err != nil {
-		s.fail("paths of %s not all active ready again: %v", ChunkName(i), err)
+		s.fail("paths of %s not all ready again: %v", ChunkName(i), err)
 	} else {
-		state, active := pathState(t, i, n)
-		s.event("both paths ready again (path over %s: %s, active %v)", StorageAddr(n), state, active)
+		s.event("all paths of both maps ready again (over %s: %s)", StorageAddr(n), pathsText(t, i, n))
 	}
 	sleep(ctx, time.Second)
-	stopProbe()
-	<-done
-	s.Probe = probeMax
-	if probeErr != nil {
-		s.fail("the LUN failed a read: %v", probeErr)
+	stop()
+	var probes []string
+	for l := 0; l < LUNs; l++ {
+		s.Probe = max(s.Probe, probeMax[l])
+		probes = append(probes, fmt.Sprintf("%s %s", MapName(l), probeMax[l].Round(time.Millisecond)))
+		if probeErr[l] != nil {
+			s.fail("%s failed a read: %v", MapName(l), probeErr[l])
+		}
 	}
+	s.event("longest O_DIRECT read of each LUN during the step: %s", strings.Join(probes, ", "))
 	s.Counts = c.take()
 	return s.StepResult
 }

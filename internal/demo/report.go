@@ -139,9 +139,11 @@ func Report(ctx context.Context, w io.Writer, t Topology, st *State) {
 		fmt.Fprintf(w, "  addresses: %s\n", strings.Join(as, ", "))
 	}
 	hosts := Hosts()
-	lunSize := map[int]int64{}
+	lunSize := map[[2]int]int64{} // by chunk host and LUN
 	for i := 1; i <= Chunks; i++ {
-		lunSize[i] = fileSize(t.LUNFile(i))
+		for l := 0; l < LUNs; l++ {
+			lunSize[[2]int{i, l}] = fileSize(t.LUNFile(i, l))
+		}
 	}
 
 	h := hosts[0]
@@ -152,7 +154,11 @@ func Report(ctx context.Context, w io.Writer, t Topology, st *State) {
 	var mdstat []string
 	inArray := map[string]bool{}
 	for a := 0; a < Chunks; a++ {
-		md := BlockNode{Name: fmt.Sprintf("md%d", a), Size: lunSize[a+1], Type: "raid5", Mount: "LUN 0 of " + TargetIQN(a+1)}
+		md := BlockNode{Name: fmt.Sprintf("md%d", a), Type: "raid5"}
+		for l := 0; l < LUNs; l++ {
+			md.Children = append(md.Children, BlockNode{Name: fmt.Sprintf("md%dp%d", a, l+1), Size: lunSize[[2]int{a + 1, l}],
+				Type: "part", Mount: fmt.Sprintf("LUN %d of %s", l, TargetIQN(a+1))})
+		}
 		members := t.ArrayMembers(a)
 		if rs, err := raidStatus(ctx, t.Bin, members); err == nil {
 			md.Size = rs.SizeBytes
@@ -183,8 +189,12 @@ func Report(ctx context.Context, w io.Writer, t Topology, st *State) {
 	}
 	fmt.Fprintf(w, "  targets (%s):\n", t.TargetConfigPath())
 	for i := 1; i <= Chunks; i++ {
-		fmt.Fprintf(w, "    %s  LUN 0 = md%d  portals %s:%d (tpg 1), %s:%d (tpg 2)  ACL %s\n",
-			TargetIQN(i), i-1, StorageAddr(1), PortISCSI, StorageAddr(2), PortISCSI, InitiatorIQN(i))
+		var luns []string
+		for l := 0; l < LUNs; l++ {
+			luns = append(luns, fmt.Sprintf("LUN %d = md%dp%d", l, i-1, l+1))
+		}
+		fmt.Fprintf(w, "    %s  %s  portals %s:%d (tpg 1), %s:%d (tpg 2)  ACL %s\n",
+			TargetIQN(i), strings.Join(luns, ", "), StorageAddr(1), PortISCSI, StorageAddr(2), PortISCSI, InitiatorIQN(i))
 	}
 
 	for i := 1; i <= Chunks; i++ {
@@ -192,22 +202,31 @@ func Report(ctx context.Context, w io.Writer, t Topology, st *State) {
 		fmt.Fprintf(w, "\n== %s (%s)\n", h.Name, h.NS())
 		addrs(h)
 		shell(h.Name)
-		loop := ""
-		for _, lp := range st.Loops {
-			if lp.File == t.LUNFile(i) {
-				loop = lp.Dev
+		var maps []BlockNode
+		var df []DFRow
+		for l := 0; l < LUNs; l++ {
+			loop := ""
+			for _, lp := range st.Loops {
+				if lp.File == t.LUNFile(i, l) {
+					loop = lp.Dev
+				}
+			}
+			size := lunSize[[2]int{i, l}]
+			maps = append(maps, BlockNode{Name: MapName(l), Size: size, Type: "mpath", Mount: t.LUNFile(i, l),
+				Children: []BlockNode{{Name: filepath.Base(loop), Size: size, Type: "loop", Mount: t.DataDir(i, l)}}})
+			if r, err := statDF(loop, t.DataDir(i, l)); err == nil {
+				df = append(df, r)
 			}
 		}
-		FormatLsblk(indent(w), []BlockNode{{Name: MapName, Size: lunSize[i], Type: "mpath", Mount: t.LUNFile(i),
-			Children: []BlockNode{{Name: filepath.Base(loop), Size: lunSize[i], Type: "loop", Mount: t.DataDir(i)}}}})
+		FormatLsblk(indent(w), maps)
 		fmt.Fprintf(w, "  multipath -ll (rampart multipath status --status-dir %s):\n", t.StatusDir(i))
 		out, _ := exec.CommandContext(ctx, t.Bin, "multipath", "status", "--status-dir", t.StatusDir(i)).CombinedOutput()
 		io.WriteString(indent(w), string(out))
-		if r, err := statDF(loop, t.DataDir(i)); err == nil {
+		if len(df) > 0 {
 			fmt.Fprintln(w, "  df -h:")
-			FormatDF(indent(w), []DFRow{r})
+			FormatDF(indent(w), df)
 		}
-		fmt.Fprintf(w, "  chunkserver: %s:%d, data folder %s\n", ChunkServiceAddr(i), PortChunkserver, t.DataDir(i))
+		fmt.Fprintf(w, "  chunkserver: %s:%d, data folders %s\n", ChunkServiceAddr(i), PortChunkserver, strings.Join(t.DataDirs(i), ", "))
 	}
 
 	h = hosts[Chunks+1]

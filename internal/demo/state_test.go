@@ -23,7 +23,7 @@ func TestStateRoundTripAndRestartReplacesTheRole(t *testing.T) {
 	must(st.AddProcess(Process{Role: "chunkserver chunk1", Pid: 101}))
 	must(st.AddProcess(Process{Role: "master", Pid: 200, Args: []string{"rampart", "master"}}))
 	must(st.AddMount("/demo/chunk1/lun"))
-	must(st.AddLoop(Loop{Dev: "/dev/loop7", File: "/demo/chunk1/lun/mpatha"}))
+	must(st.AddLoop(Loop{Dev: "/dev/loop7", File: "/demo/chunk1/lun0/mpatha"}))
 
 	got, err := LoadState(dir)
 	if err != nil {
@@ -74,4 +74,23 @@ func FuzzDecodeState(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestIsAttachDir(t *testing.T) {
+	topo := Topology{Dir: "/demo"}
+	for l := 0; l < LUNs; l++ {
+		if !isAttachDir(topo.AttachDir(2, l)) {
+			t.Errorf("%s is an attach's mount", topo.AttachDir(2, l))
+		}
+	}
+	for _, m := range []string{"/demo/chunk1/lun", "/demo/chunk1/lun12"} {
+		if !isAttachDir(m) {
+			t.Errorf("%s is an attach's mount", m)
+		}
+	}
+	for _, m := range []string{topo.DataDir(1, 0), topo.DataDir(1, 1), topo.WebMount(), "/demo/chunk1/lunar"} {
+		if isAttachDir(m) {
+			t.Errorf("%s is not an attach's mount", m)
+		}
+	}
 }

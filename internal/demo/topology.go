@@ -28,6 +28,10 @@ const (
 // Chunks is the number of chunk hosts (and of RAID arrays and targets).
 const Chunks = 3
 
+// LUNs is the number of LUNs each chunk host attaches (the seed's mpatha and mpathb):
+// its target exports its array cut in this many equal parts (part:N/M:raid:...).
+const LUNs = 2
+
 // DiskSize is the size of each file-backed (sparse) disk: three make a RAID 5 array
 // of twice this, room for a few dozen 64 MiB chunks.
 const DiskSize = 512 << 20
@@ -184,16 +188,30 @@ func TargetIQN(i int) string { return fmt.Sprintf("%s:data-chunk%d", IQNPrefix, 
 // InitiatorIQN is chunk host i's initiator name, the only one its target admits.
 func InitiatorIQN(i int) string { return fmt.Sprintf("%s:chunk%d", IQNPrefix, i) }
 
-// TargetConfig is the storage host's target configuration (docs/target.md): one
-// backstore per array (raid: of its three disks), one target per chunk host with a
-// portal group on each storage network and one ACL, its chunk host's. serials holds
-// one unit serial per array, so the LUNs keep their identity for the demo's life.
+// BackstoreName is the backstore of chunk host i's LUN l (0-based): part l+1 of array
+// md(i-1), like the seed's partitions.
+func BackstoreName(i, l int) string { return fmt.Sprintf("data-chunk%d-part%d", i, l+1) }
+
+// BackstoreVolume is the volume spec of BackstoreName(i, l): part l+1 of LUNs of the
+// array of chunk host i. Both parts share the one assembled array in the target.
+func (t Topology) BackstoreVolume(i, l int) string {
+	return fmt.Sprintf("part:%d/%d:raid:%s", l+1, LUNs, strings.Join(t.ArrayMembers(i-1), ","))
+}
+
+// TargetConfig is the storage host's target configuration (docs/target.md): per array
+// (raid: of its three disks) LUNs backstores, each a part of it; one target per chunk
+// host exporting its array's parts as LUN 0 and LUN 1, with a portal group on each
+// storage network and one ACL, its chunk host's. serials holds one unit serial per
+// backstore (Chunks*LUNs, chunk host by chunk host), so the LUNs keep their identity
+// for the demo's life.
 func (t Topology) TargetConfig(serials []string) string {
 	var b strings.Builder
 	b.WriteString("# Written by `rampart demo`: the seed lab's storage node.\nversion: 1\nbackstores:\n")
 	for i := 1; i <= Chunks; i++ {
-		fmt.Fprintf(&b, "- name: data-chunk%d\n  volume: raid:%s\n  serial: %s\n", i,
-			strings.Join(t.ArrayMembers(i-1), ","), serials[i-1])
+		for l := 0; l < LUNs; l++ {
+			fmt.Fprintf(&b, "- name: %s\n  volume: %s\n  serial: %s\n", BackstoreName(i, l),
+				t.BackstoreVolume(i, l), serials[(i-1)*LUNs+l])
+		}
 	}
 	b.WriteString("targets:\n")
 	for i := 1; i <= Chunks; i++ {
@@ -201,17 +219,20 @@ func (t Topology) TargetConfig(serials []string) string {
 		for n := 1; n <= 2; n++ {
 			fmt.Fprintf(&b, "  - tag: %d\n    portals: [\"%s:%d\"]\n", n, StorageAddr(n), PortISCSI)
 		}
-		fmt.Fprintf(&b, "  luns:\n  - lun: 0\n    backstore: data-chunk%d\n", i)
+		b.WriteString("  luns:\n")
+		for l := 0; l < LUNs; l++ {
+			fmt.Fprintf(&b, "  - lun: %d\n    backstore: %s\n", l, BackstoreName(i, l))
+		}
 		fmt.Fprintf(&b, "  acls:\n  - initiator_iqn: %s\n", InitiatorIQN(i))
 	}
 	return b.String()
 }
 
-// LUNURLs are the two paths of chunk host i's LUN, one per storage network.
-func LUNURLs(i int) []string {
+// LUNURLs are the two paths of chunk host i's LUN l, one per storage network.
+func LUNURLs(i, l int) []string {
 	return []string{
-		fmt.Sprintf("iscsi://%s:%d/%s/0", StorageAddr(1), PortISCSI, TargetIQN(i)),
-		fmt.Sprintf("iscsi://%s:%d/%s/0", StorageAddr(2), PortISCSI, TargetIQN(i)),
+		fmt.Sprintf("iscsi://%s:%d/%s/%d", StorageAddr(1), PortISCSI, TargetIQN(i), l),
+		fmt.Sprintf("iscsi://%s:%d/%s/%d", StorageAddr(2), PortISCSI, TargetIQN(i), l),
 	}
 }
 
@@ -220,21 +241,35 @@ func LUNURLs(i int) []string {
 // ChunkDir is chunk host i's directory.
 func (t Topology) ChunkDir(i int) string { return filepath.Join(t.Dir, ChunkName(i)) }
 
-// AttachDir is where chunk host i's LUN appears as the file MapName.
-func (t Topology) AttachDir(i int) string { return filepath.Join(t.ChunkDir(i), "lun") }
+// AttachDir is where chunk host i's LUN l appears as the file MapName(l): the FUSE
+// mount of its attach (lun0, lun1).
+func (t Topology) AttachDir(i, l int) string {
+	return filepath.Join(t.ChunkDir(i), fmt.Sprintf("lun%d", l))
+}
 
-// MapName is the multipath map's name on every chunk host, as in the seed.
-const MapName = "mpatha"
+// MapName is the multipath map of LUN l on every chunk host, as in the seed: mpatha
+// for LUN 0, mpathb for LUN 1.
+func MapName(l int) string { return "mpath" + string(rune('a'+l)) }
 
-// LUNFile is chunk host i's attached LUN.
-func (t Topology) LUNFile(i int) string { return filepath.Join(t.AttachDir(i), MapName) }
+// LUNFile is chunk host i's attached LUN l.
+func (t Topology) LUNFile(i, l int) string { return filepath.Join(t.AttachDir(i, l), MapName(l)) }
 
-// StatusDir is where chunk host i's attach keeps its multipath status.
+// StatusDir is where chunk host i's attaches keep their multipath status (one file per map).
 func (t Topology) StatusDir(i int) string { return filepath.Join(t.ChunkDir(i), "multipath") }
 
-// DataDir is chunk host i's XFS mount, the chunkserver's data folder (/mnt/data_chunk1).
-func (t Topology) DataDir(i int) string {
-	return filepath.Join(t.ChunkDir(i), "mnt", fmt.Sprintf("data_chunk%d", i))
+// DataDir is the XFS mount of chunk host i's LUN l, a data folder of its chunkserver
+// (the seed's /mnt/data_chunk1 on mpatha, /mnt/data_chunk2 on mpathb).
+func (t Topology) DataDir(i, l int) string {
+	return filepath.Join(t.ChunkDir(i), "mnt", fmt.Sprintf("data_chunk%d", l+1))
+}
+
+// DataDirs are chunk host i's data folders, one per LUN.
+func (t Topology) DataDirs(i int) []string {
+	var ds []string
+	for l := 0; l < LUNs; l++ {
+		ds = append(ds, t.DataDir(i, l))
+	}
+	return ds
 }
 
 // MasterDir is the master's metadata directory.
@@ -257,13 +292,14 @@ func (t Topology) TargetArgs() []string {
 		"--state-dir", filepath.Join(t.Dir, "storage", "target-state")}
 }
 
-// AttachArgs attaches chunk host i's LUN with the seed's multipath.conf settings
-// (failover, no_path_retry 100, queue_if_no_path, polling_interval 2).
-func (t Topology) AttachArgs(i int) []string {
-	args := []string{"attach", "--fuse", t.AttachDir(i), "--name", MapName,
+// AttachArgs attaches chunk host i's LUN l with the seed's multipath.conf settings
+// (failover, no_path_retry 100, queue_if_no_path, polling_interval 2). An attach shows
+// one LUN in its FUSE mount, so each LUN has its own attach.
+func (t Topology) AttachArgs(i, l int) []string {
+	args := []string{"attach", "--fuse", t.AttachDir(i, l), "--name", MapName(l),
 		"--policy", "failover", "--no-path-retry", "100", "--queue-if-no-path", "--polling-interval", "2s",
 		"--initiator-name", InitiatorIQN(i), "--status-dir", t.StatusDir(i)}
-	return append(args, LUNURLs(i)...)
+	return append(args, LUNURLs(i, l)...)
 }
 
 // MasterArgs runs the master on the service network.
@@ -275,7 +311,7 @@ func (t Topology) MasterArgs() []string {
 // ChunkserverArgs runs chunk host i's chunkserver on its XFS.
 func (t Topology) ChunkserverArgs(i int) []string {
 	addr := fmt.Sprintf("%s:%d", ChunkServiceAddr(i), PortChunkserver)
-	return []string{"chunkserver", "--data", t.DataDir(i), "--master", fmt.Sprintf("%s:%d", MasterAddr, PortMasterCS),
+	return []string{"chunkserver", "--data", strings.Join(t.DataDirs(i), ","), "--master", fmt.Sprintf("%s:%d", MasterAddr, PortMasterCS),
 		"--listen", addr, "--advertise", addr}
 }
 

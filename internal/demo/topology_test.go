@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/rampart-storage/rampart/internal/iscsi/target"
+	"github.com/rampart-storage/rampart/internal/volume"
 )
 
 func TestHostsAddressesAreUniqueAndInTheirNetworks(t *testing.T) {
@@ -89,7 +91,10 @@ func TestIPCommandsBuildEveryLinkWithValidNames(t *testing.T) {
 func TestTargetConfigLoadsAsTheSeedsStorageNode(t *testing.T) {
 	topo := Topology{Dir: "/demo", Bin: "/bin/rampart"}
 	path := filepath.Join(t.TempDir(), "target.yaml")
-	serials := []string{"0123456789abcdef", "1123456789abcdef", "2123456789abcdef"}
+	var serials []string
+	for n := 0; n < Chunks*LUNs; n++ {
+		serials = append(serials, fmt.Sprintf("%d123456789abcdef", n))
+	}
 	if err := os.WriteFile(path, []byte(topo.TargetConfig(serials)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -97,16 +102,30 @@ func TestTargetConfigLoadsAsTheSeedsStorageNode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the generated configuration does not load: %v\n%s", err, topo.TargetConfig(serials))
 	}
-	if len(cfg.Backstores) != Chunks || len(cfg.Targets) != Chunks {
-		t.Fatalf("got %d backstores and %d targets, want %d of each", len(cfg.Backstores), len(cfg.Targets), Chunks)
+	if len(cfg.Backstores) != Chunks*LUNs || len(cfg.Targets) != Chunks {
+		t.Fatalf("got %d backstores and %d targets, want %d and %d", len(cfg.Backstores), len(cfg.Targets), Chunks*LUNs, Chunks)
 	}
+	seenSerial := map[string]bool{}
 	for i := 1; i <= Chunks; i++ {
-		b, tg := cfg.Backstores[i-1], cfg.Targets[i-1]
-		if want := "raid:" + strings.Join(topo.ArrayMembers(i-1), ","); b.Volume != want {
-			t.Errorf("backstore %d volume %q, want %q", i, b.Volume, want)
+		tg := cfg.Targets[i-1]
+		array := "raid:" + strings.Join(topo.ArrayMembers(i-1), ",")
+		if len(tg.LUNs) != LUNs {
+			t.Fatalf("target %d LUNs %+v, want %d", i, tg.LUNs, LUNs)
 		}
-		if b.Serial != serials[i-1] {
-			t.Errorf("backstore %d serial %q, want %q", i, b.Serial, serials[i-1])
+		for l := 0; l < LUNs; l++ {
+			b := cfg.Backstores[(i-1)*LUNs+l]
+			// LUN l is part l+1 of chunk host i's array, which the volume kind opens.
+			n, m, inner, err := volume.ParsePart(b.Volume)
+			if err != nil || n != l+1 || m != LUNs || inner != array {
+				t.Errorf("backstore %s volume %q: part %d/%d of %q (%v), want part %d/%d of %q", b.Name, b.Volume, n, m, inner, err, l+1, LUNs, array)
+			}
+			if seenSerial[b.Serial] || b.Serial != serials[(i-1)*LUNs+l] {
+				t.Errorf("backstore %s serial %q: not its own (%q)", b.Name, b.Serial, serials[(i-1)*LUNs+l])
+			}
+			seenSerial[b.Serial] = true
+			if tg.LUNs[l].LUN != uint64(l) || tg.LUNs[l].Backstore != b.Name {
+				t.Errorf("target %d LUN %+v, want LUN %d = %s", i, tg.LUNs[l], l, b.Name)
+			}
 		}
 		if tg.IQN != TargetIQN(i) {
 			t.Errorf("target %d IQN %s, want %s", i, tg.IQN, TargetIQN(i))
@@ -116,9 +135,6 @@ func TestTargetConfigLoadsAsTheSeedsStorageNode(t *testing.T) {
 		}
 		if len(tg.ACLs) != 1 || tg.ACLs[0].InitiatorIQN != InitiatorIQN(i) || tg.OpenAccess {
 			t.Errorf("target %d ACLs %+v (open %v), want only %s", i, tg.ACLs, tg.OpenAccess, InitiatorIQN(i))
-		}
-		if len(tg.LUNs) != 1 || tg.LUNs[0].Backstore != b.Name {
-			t.Errorf("target %d LUNs %+v, want LUN 0 = %s", i, tg.LUNs, b.Name)
 		}
 	}
 }
@@ -141,19 +157,24 @@ func TestArraysUseEveryDiskOnce(t *testing.T) {
 
 func TestRoleCommandLines(t *testing.T) {
 	topo := Topology{Dir: "/demo", Bin: "/bin/rampart"}
-	attach := strings.Join(topo.AttachArgs(2), " ")
-	for _, want := range []string{
-		"attach --fuse /demo/chunk2/lun --name mpatha",
-		"--policy failover --no-path-retry 100 --queue-if-no-path --polling-interval 2s",
-		"--initiator-name " + InitiatorIQN(2),
-		"iscsi://10.3.1.1:3260/" + TargetIQN(2) + "/0 iscsi://10.3.2.1:3260/" + TargetIQN(2) + "/0",
-	} {
-		if !strings.Contains(attach, want) {
-			t.Errorf("attach args %q lack %q", attach, want)
+	for l, m := range []string{"mpatha", "mpathb"} {
+		attach := strings.Join(topo.AttachArgs(2, l), " ")
+		for _, want := range []string{
+			fmt.Sprintf("attach --fuse /demo/chunk2/lun%d --name %s", l, m),
+			"--policy failover --no-path-retry 100 --queue-if-no-path --polling-interval 2s",
+			"--initiator-name " + InitiatorIQN(2) + " --status-dir /demo/chunk2/multipath",
+			fmt.Sprintf("iscsi://10.3.1.1:3260/%s/%d iscsi://10.3.2.1:3260/%s/%d", TargetIQN(2), l, TargetIQN(2), l),
+		} {
+			if !strings.Contains(attach, want) {
+				t.Errorf("attach args %q lack %q", attach, want)
+			}
+		}
+		if got, want := topo.LUNFile(2, l), fmt.Sprintf("/demo/chunk2/lun%d/%s", l, m); got != want {
+			t.Errorf("LUNFile(2, %d) = %q, want %q", l, got, want)
 		}
 	}
 	cs := strings.Join(topo.ChunkserverArgs(3), " ")
-	if want := "chunkserver --data /demo/chunk3/mnt/data_chunk3 --master 10.3.250.1:9420 --listen 10.3.250.103:9422"; !strings.HasPrefix(cs, want) {
+	if want := "chunkserver --data /demo/chunk3/mnt/data_chunk1,/demo/chunk3/mnt/data_chunk2 --master 10.3.250.1:9420 --listen 10.3.250.103:9422"; !strings.HasPrefix(cs, want) {
 		t.Errorf("chunkserver args %q, want prefix %q", cs, want)
 	}
 	if got, want := strings.Join(topo.MountArgs(), " "), "mount /demo/web/mnt/www --master 10.3.250.1:9421"; got != want {

@@ -80,7 +80,7 @@ func Up(ctx context.Context, o Options) error {
 	if err := firstErr(errs); err != nil {
 		return err
 	}
-	o.printf("  chunk hosts: LUNs attached over 2 paths, XFS mounted, chunkservers started (%.1fs)\n", time.Since(start).Seconds())
+	o.printf("  chunk hosts: %d LUNs each (mpatha, mpathb) attached over 2 paths, XFS on each, chunkservers started (%.1fs)\n", LUNs, time.Since(start).Seconds())
 	if err := upWeb(ctx, t, st); err != nil {
 		return err
 	}
@@ -151,7 +151,7 @@ func upStorage(ctx context.Context, o Options, t Topology, st *State) error {
 	if err := firstErr(errs); err != nil {
 		return fmt.Errorf("demo: storage host: %w", err)
 	}
-	serials := make([]string, Chunks)
+	serials := make([]string, Chunks*LUNs)
 	for i := range serials {
 		var b [8]byte
 		rand.Read(b[:])
@@ -222,54 +222,77 @@ func startMaster(ctx context.Context, t Topology, st *State) error {
 	return nil
 }
 
-// upChunk attaches chunk host i's LUN, puts XFS on it and starts its chunkserver.
+// upChunk attaches chunk host i's LUNs, puts XFS on each and starts its chunkserver
+// on them.
 func upChunk(ctx context.Context, t Topology, st *State, i int) error {
-	ns := NSPrefix + ChunkName(i)
-	for _, d := range []string{t.AttachDir(i), t.DataDir(i)} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	for l := 0; l < LUNs; l++ {
+		if err := os.MkdirAll(t.AttachDir(i, l), 0o755); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(t.DataDir(i, l), 0o755); err != nil {
 			return err
 		}
 	}
-	p, err := startDaemon("attach "+ChunkName(i), ns, t.argv(t.AttachArgs(i)),
-		filepath.Join(t.ChunkDir(i), "attach.log"))
-	if err != nil {
+	// Both attaches log in at once, and both LUNs get their loop device and XFS at once.
+	procs := make([]Process, LUNs)
+	for l := 0; l < LUNs; l++ {
+		p, err := startDaemon("attach "+ChunkName(i)+" "+MapName(l), NSPrefix+ChunkName(i), t.argv(t.AttachArgs(i, l)),
+			filepath.Join(t.ChunkDir(i), "attach-"+MapName(l)+".log"))
+		if err != nil {
+			return err
+		}
+		if err := st.AddProcess(p); err != nil {
+			return err
+		}
+		procs[l] = p
+	}
+	errs := make([]error, LUNs)
+	var wg sync.WaitGroup
+	for l, p := range procs {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[l] = upLUN(ctx, t, st, i, l, p) }()
+	}
+	wg.Wait()
+	if err := firstErr(errs); err != nil {
 		return err
 	}
-	if err := st.AddProcess(p); err != nil {
-		return err
-	}
-	err = waitFor(ctx, ChunkName(i)+": LUN attached at "+t.LUNFile(i), 20*time.Second, 50*time.Millisecond, func() bool {
-		_, err := os.Stat(t.LUNFile(i))
+	return startChunkserver(t, st, i)
+}
+
+// upLUN waits for chunk host i's attach p to show LUN l, then puts a loop device and
+// XFS on it and mounts it at its data folder.
+func upLUN(ctx context.Context, t Topology, st *State, i, l int, p Process) error {
+	host := ChunkName(i) + " " + MapName(l)
+	err := waitFor(ctx, host+": LUN attached at "+t.LUNFile(i, l), 20*time.Second, 50*time.Millisecond, func() bool {
+		_, err := os.Stat(t.LUNFile(i, l))
 		return err == nil || !alive(p)
 	})
 	if err == nil && !alive(p) {
-		err = fmt.Errorf("demo: %s: attach exited", ChunkName(i))
+		err = fmt.Errorf("demo: %s: attach exited", host)
 	}
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, tail(p.Log, 10))
 	}
-	if err := st.AddMount(t.AttachDir(i)); err != nil {
+	if err := st.AddMount(t.AttachDir(i, l)); err != nil {
 		return err
 	}
-	out, err := run(ctx, "losetup", "--find", "--show", t.LUNFile(i))
+	out, err := run(ctx, "losetup", "--find", "--show", t.LUNFile(i, l))
 	if err != nil {
-		return fmt.Errorf("demo: %s: %w", ChunkName(i), err)
+		return fmt.Errorf("demo: %s: %w", host, err)
 	}
 	loop := strings.TrimSpace(out)
-	if err := st.AddLoop(Loop{Dev: loop, File: t.LUNFile(i)}); err != nil {
+	if err := st.AddLoop(Loop{Dev: loop, File: t.LUNFile(i, l)}); err != nil {
 		return err
 	}
 	// -K: no discard pass, which over a fresh sparse LUN is only slow.
-	if _, err := run(ctx, "mkfs.xfs", "-q", "-f", "-K", "-L", fmt.Sprintf("data_chunk%d", i), loop); err != nil {
-		return fmt.Errorf("demo: %s: %w", ChunkName(i), err)
+	label := filepath.Base(t.DataDir(i, l))
+	if _, err := run(ctx, "mkfs.xfs", "-q", "-f", "-K", "-L", label, loop); err != nil {
+		return fmt.Errorf("demo: %s: %w", host, err)
 	}
-	if _, err := run(ctx, "mount", "-t", "xfs", loop, t.DataDir(i)); err != nil {
-		return fmt.Errorf("demo: %s: %w", ChunkName(i), err)
+	if _, err := run(ctx, "mount", "-t", "xfs", loop, t.DataDir(i, l)); err != nil {
+		return fmt.Errorf("demo: %s: %w", host, err)
 	}
-	if err := st.AddMount(t.DataDir(i)); err != nil {
-		return err
-	}
-	return startChunkserver(t, st, i)
+	return st.AddMount(t.DataDir(i, l))
 }
 
 // startChunkserver starts (or restarts) chunk host i's chunkserver.

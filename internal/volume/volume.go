@@ -7,10 +7,11 @@
 //	raid:MEMBER,MEMBER,...           an array assembled from its members' superblocks
 //	iscsi://HOST[:PORT]/IQN/LUN      a remote LUN (several URLs: multipath)
 //	dfs://MASTER/path                a file of the distributed file system
+//	part:N/M:SPEC                    the N-th of M equal parts of SPEC (see part.go)
 //
-// Each kind other than plain paths registers itself with Register from its own package
-// (in an init function), so this package imports none of them; the binary imports the
-// kinds it supports.
+// Each kind other than plain paths and parts registers itself with Register from its
+// own package (in an init function), so this package imports none of them; the binary
+// imports the kinds it supports.
 package volume
 
 import (

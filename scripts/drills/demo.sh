@@ -18,6 +18,11 @@ if ! "$bin" demo --dir "$dir" 2>&1 | tee "$log"; then
   bad "rampart demo failed"; exit 1
 fi
 note "rampart demo took $(echo "$(date +%s.%N) - $start" | bc) s (the demo reports: $(grep -o 'up in [0-9.]* s' "$log"))"
+# Each chunk host has two LUNs (mpatha, mpathb), each with a loop device and an XFS.
+nloops=$(losetup -a | grep -cF "$dir" || true)
+[ "$nloops" -eq 6 ] || bad "want 6 loop devices (2 LUNs on each of 3 chunk hosts), found $nloops"
+nxfs=$(awk -v d="$dir" 'index($5, d) == 1 && $5 ~ /\/mnt\/data_chunk[12]$/ {n++} END {print n+0}' /proc/self/mountinfo)
+[ "$nxfs" -eq 6 ] || bad "want 6 XFS data folders (data_chunk1 and data_chunk2 on 3 chunk hosts), found $nxfs"
 curl -fsS --max-time 10 http://10.3.250.80/ | grep -q 'highly-available' || bad "the site does not answer from this machine"
 
 "$bin" demo drill --dir "$dir" 2>&1 | tee "$log" || bad "rampart demo drill: an invariant did not hold"
@@ -32,6 +37,10 @@ mnts=$(awk -v d="$dir" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo)
 [ -z "$mnts" ] || bad "mounts left: $mnts"
 loops=$(losetup -a | grep -F "$dir" || true)
 [ -z "$loops" ] || bad "loop devices left: $loops"
+# A loop device over a LUN whose attach mount was lazily unmounted shows its backing
+# file as just "/mpatha": the path under $dir is gone, the leak is not.
+orphans=$(losetup -a | grep -E '\(/mpath[a-z]+\)$' || true)
+[ -z "$orphans" ] || bad "loop devices left over detached LUNs: $orphans"
 procs=$(pgrep -af -- "$dir" | grep -v -e "demo.sh" -e pgrep || true)
 [ -z "$procs" ] || bad "processes left: $procs"
 ! ip link show rampart0 >/dev/null 2>&1 || bad "link rampart0 left"
