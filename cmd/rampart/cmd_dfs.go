@@ -15,6 +15,7 @@ import (
 	"github.com/rampart-storage/rampart/internal/dfs/fusefs"
 	"github.com/rampart-storage/rampart/internal/dfs/local"
 	"github.com/rampart-storage/rampart/internal/dfs/master"
+	"github.com/rampart-storage/rampart/internal/dfs/meta"
 	"github.com/rampart-storage/rampart/internal/dfs/proto"
 	"github.com/rampart-storage/rampart/internal/units"
 )
@@ -30,6 +31,7 @@ type masterOptions struct {
 	dir      string
 	listen   string // clients
 	csListen string // chunkservers
+	metaSync string
 }
 
 func newMasterCmd(g *globalOptions) *cobra.Command {
@@ -45,12 +47,32 @@ func newMasterCmd(g *globalOptions) *cobra.Command {
 	cmd.Flags().StringVar(&o.dir, "dir", "", "metadata directory (required)")
 	cmd.Flags().StringVar(&o.listen, "listen", master.DefaultClientListen, "address for clients")
 	cmd.Flags().StringVar(&o.csListen, "cs-listen", master.DefaultChunkserverListen, "address for chunkservers")
+	addMetaSyncFlags(cmd, &o.metaSync)
 	cmd.MarkFlagRequired("dir")
 	return cmd
 }
 
+// addMetaSyncFlags adds --meta-sync (see docs/decisions/2026-11-27-dfs-metadata-sync.md).
+func addMetaSyncFlags(cmd *cobra.Command, mode *string) {
+	cmd.Flags().StringVar(mode, "meta-sync", "interval", "when metadata changes reach the disk: "+
+		"interval (written to the log before the reply, so kill -9 loses nothing; fsynced every 50ms) or "+
+		"always (fsynced before the reply: also survives power loss, slower)")
+}
+
+func metaSyncOptions(mode string) (meta.Options, error) {
+	m, err := meta.ParseSyncMode(mode)
+	if err != nil {
+		return meta.Options{}, fmt.Errorf("--meta-sync: %w: %w", errUsage, err)
+	}
+	return meta.Options{Sync: m}, nil
+}
+
 func runMaster(ctx context.Context, g *globalOptions, o *masterOptions) error {
-	m, err := master.New(master.Config{Dir: o.dir, ClientListen: o.listen, ChunkserverListen: o.csListen, Log: g.logger()})
+	sync, err := metaSyncOptions(o.metaSync)
+	if err != nil {
+		return err
+	}
+	m, err := master.New(master.Config{Dir: o.dir, ClientListen: o.listen, ChunkserverListen: o.csListen, Log: g.logger(), MetaSync: sync})
 	if err != nil {
 		return err
 	}
@@ -106,6 +128,7 @@ type dfsServerOptions struct {
 	dir          string
 	listen       string
 	chunkservers int
+	metaSync     string
 }
 
 func newDFSServerCmd(g *globalOptions) *cobra.Command {
@@ -121,6 +144,7 @@ func newDFSServerCmd(g *globalOptions) *cobra.Command {
 	cmd.Flags().StringVar(&o.dir, "dir", "", "data directory (required)")
 	cmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:9421", "master's client address; chunkservers register on the port below it")
 	cmd.Flags().IntVar(&o.chunkservers, "chunkservers", 3, "number of chunkservers")
+	addMetaSyncFlags(cmd, &o.metaSync)
 	cmd.MarkFlagRequired("dir")
 	return cmd
 }
@@ -134,9 +158,13 @@ func runDFSServer(ctx context.Context, g *globalOptions, o *dfsServerOptions) er
 	if err != nil || p < 2 || p > 65535 {
 		return fmt.Errorf("--listen %q: port: %w", o.listen, errUsage)
 	}
+	sync, err := metaSyncOptions(o.metaSync)
+	if err != nil {
+		return err
+	}
 	log := g.logger()
 	cl, err := local.Start(ctx, local.Config{Dir: o.dir, Host: host, ClientPort: p, CSPort: p - 1,
-		Chunkservers: o.chunkservers, Log: log})
+		Chunkservers: o.chunkservers, Log: log, MetaSync: sync})
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"sync"
 
@@ -110,6 +111,10 @@ type chunk struct {
 	hdr  Header
 	crcs []uint32
 	size int64 // file size, header included
+	// dfd is the file opened with O_DIRECT (see direct.go) once dtried,
+	// -1 if refused.
+	dfd    int
+	dtried bool
 	// grow, if set, is asked before the file grows by delta bytes and
 	// refuses with ENOSPC past the store's capacity.
 	grow func(delta int64) error
@@ -200,28 +205,63 @@ func (c *chunk) reserve(start, end int64) error {
 	return nil
 }
 
-// ReadAt reads len(p) bytes at off, verifying every block it touches.
+// ReadAt reads len(p) bytes at off, verifying every block it touches. The
+// blocks are read in one transfer (direct if large, see direct.go).
 func (c *chunk) ReadAt(p []byte, off int64) error {
 	if off < 0 || off+int64(len(p)) > ChunkSize {
 		return fmt.Errorf("chunk %016x read %d@%d: %w", c.hdr.ID, len(p), off, ErrRange)
 	}
+	if len(p) == 0 {
+		return nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	blk := make([]byte, BlockSize)
-	for len(p) > 0 {
-		i := int(off / BlockSize)
-		in := int(off % BlockSize)
-		if err := c.readBlock(i, blk); err != nil {
-			return err
-		}
-		n := copy(p, blk[in:])
-		p, off = p[n:], off+int64(n)
+	first := int(off / BlockSize)
+	last := int((off + int64(len(p)) - 1) / BlockSize)
+	start := int64(first) * BlockSize
+	var buf []byte
+	if off == start && len(p)%BlockSize == 0 && isAligned(p) {
+		buf = p // whole blocks into an aligned buffer: no copy
+	} else {
+		var put func()
+		buf, put = getBuf((last - first + 1) * BlockSize)
+		defer put()
 	}
+	n, err := c.readRange(buf, HeaderSize+start)
+	if err != nil {
+		return fmt.Errorf("chunk %016x read %d@%d: %w", c.hdr.ID, len(buf), start, err)
+	}
+	clear(buf[n:]) // past the end of the file: never written, zeros
+	for i := first; i <= last; i++ {
+		b := buf[(i-first)*BlockSize : (i-first+1)*BlockSize]
+		if got := crc32.Checksum(b, castagnoli); got != c.crcs[i] {
+			return &BlockError{ID: c.hdr.ID, Version: c.hdr.Version, Block: i, Got: got, Want: c.crcs[i]}
+		}
+	}
+	copy(p, buf[off-start:])
 	return nil
 }
 
-// WriteAt writes p at off: partial blocks are read, verified and merged, then
-// the data and the new CRCs are written.
+// readRange reads b (aligned) at file offset at, short only at the end of the
+// file. Called with c.mu held.
+func (c *chunk) readRange(b []byte, at int64) (int, error) {
+	if aligned(at, len(b)) {
+		if fd := c.direct(); fd >= 0 {
+			n, err := preadFull(fd, b, at)
+			if err == nil || !c.noDirect(err) {
+				return n, err
+			}
+		}
+	}
+	n, err := c.f.ReadAt(b, at)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return n, err
+}
+
+// WriteAt writes p at off: partial blocks are read, verified and merged for
+// their new CRCs, then the data and the new CRCs are written.
 func (c *chunk) WriteAt(p []byte, off int64) error {
 	if off < 0 || off+int64(len(p)) > ChunkSize {
 		return fmt.Errorf("chunk %016x write %d@%d: %w", c.hdr.ID, len(p), off, ErrRange)
@@ -233,37 +273,61 @@ func (c *chunk) WriteAt(p []byte, off int64) error {
 	defer c.mu.Unlock()
 	first := int(off / BlockSize)
 	last := int((off + int64(len(p)) - 1) / BlockSize)
-	start := int64(first) * BlockSize
-	buf := make([]byte, (last-first+1)*BlockSize)
-	if off != start {
-		if err := c.readBlock(first, buf[:BlockSize]); err != nil {
-			return err
-		}
-	}
 	end := off + int64(len(p))
-	if end%BlockSize != 0 && (last != first || off == start) {
-		if err := c.readBlock(last, buf[len(buf)-BlockSize:]); err != nil {
+	var tab [4 * NumBlocks]byte
+	crcs := make([]uint32, last-first+1)
+	var blk []byte
+	for i := first; i <= last; i++ {
+		bs, be := int64(i)*BlockSize, int64(i+1)*BlockSize
+		if bs >= off && be <= end {
+			crcs[i-first] = crc32.Checksum(p[bs-off:be-off], castagnoli)
+			continue
+		}
+		// A block the write covers in part: merge with what it holds.
+		if blk == nil {
+			blk = make([]byte, BlockSize)
+		}
+		if err := c.readBlock(i, blk); err != nil {
 			return err
 		}
+		lo, hi := max(bs, off), min(be, end)
+		copy(blk[lo-bs:hi-bs], p[lo-off:hi-off])
+		crcs[i-first] = crc32.Checksum(blk, castagnoli)
 	}
-	copy(buf[off-start:], p)
-	if err := c.reserve(start, end); err != nil {
+	if err := c.reserve(int64(first)*BlockSize, end); err != nil {
 		return err
 	}
 	// Write only the new bytes: the rest of the blocks is on disk already
-	// (or reads as zeros past the end of the file); buf only serves the CRCs.
-	if _, err := c.f.WriteAt(p, HeaderSize+off); err != nil {
+	// (or reads as zeros past the end of the file).
+	if err := c.writeRange(p, HeaderSize+off); err != nil {
 		return fmt.Errorf("chunk %016x write %d@%d: %w", c.hdr.ID, len(p), off, err)
 	}
-	var tab [4 * NumBlocks]byte
 	for i := first; i <= last; i++ {
-		c.crcs[i] = crc32.Checksum(buf[(i-first)*BlockSize:(i-first+1)*BlockSize], castagnoli)
+		c.crcs[i] = crcs[i-first]
 		binary.BigEndian.PutUint32(tab[4*(i-first):], c.crcs[i])
 	}
 	if _, err := c.f.WriteAt(tab[:4*(last-first+1)], crcOffset+4*int64(first)); err != nil {
 		return fmt.Errorf("chunk %016x crc table: %w", c.hdr.ID, err)
 	}
 	return nil
+}
+
+// writeRange writes p at file offset at, direct if large and aligned. Called
+// with c.mu held.
+func (c *chunk) writeRange(p []byte, at int64) error {
+	if aligned(at, len(p)) && len(p) <= bufSize {
+		if fd := c.direct(); fd >= 0 {
+			buf, put := getBuf(len(p))
+			copy(buf, p)
+			err := pwriteFull(fd, buf, at)
+			put()
+			if err == nil || !c.noDirect(err) {
+				return err
+			}
+		}
+	}
+	_, err := c.f.WriteAt(p, at)
+	return err
 }
 
 // setVersion rewrites the header for a new version and renames the file.
@@ -292,4 +356,10 @@ func (c *chunk) Length() (int64, error) {
 	return max(0, fi.Size()-HeaderSize), nil
 }
 
-func (c *chunk) Close() error { return c.f.Close() }
+func (c *chunk) Close() error {
+	if c.dfd >= 0 && c.dtried {
+		unix.Close(c.dfd)
+		c.dfd = -1
+	}
+	return c.f.Close()
+}

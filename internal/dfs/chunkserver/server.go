@@ -249,14 +249,14 @@ func (s *Server) write(ctx context.Context, m *proto.ChunkWrite) error {
 		next := m.Chain[0]
 		fw := proto.ChunkWrite{ID: m.ID, Version: m.Version, Offset: m.Offset, Chain: m.Chain[1:], Data: m.Data}
 		var e proto.Enc
-		e.B = make([]byte, 0, len(m.Data)+64)
-		fw.Encode(&e)
+		fw.EncodeHead(&e)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			p, err := s.peer(ctx, next)
 			if err == nil {
-				_, err = p.Call(ctx, proto.MsgChunkWrite, e.B)
+				// The data goes out from the request's buffer, not a copy.
+				_, err = p.CallParts(ctx, proto.MsgChunkWrite, e.B, fw.Data)
 			}
 			if err != nil {
 				fwdErr = fmt.Errorf("forward chunk %016x write to %s: %w", m.ID, next, err)

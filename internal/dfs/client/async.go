@@ -86,7 +86,18 @@ func (c *Client) WriteAtAsync(ctx context.Context, ino uint64, p []byte, off int
 		go c.drain(ino, q)
 	}
 	w.mu.Unlock()
+	// After queueing: no read-ahead piece starts while the write is queued,
+	// and none fetched before it survives.
+	c.ra.drop(ino)
 	return nil
+}
+
+// writesQueued reports whether writes of ino are queued or on their way.
+func (c *Client) writesQueued(ino uint64) bool {
+	c.wb.mu.Lock()
+	defer c.wb.mu.Unlock()
+	q := c.wb.files[ino]
+	return q != nil && q.sent < q.queued
 }
 
 // drain sends ino's queue until it is empty.

@@ -23,6 +23,7 @@ type Client struct {
 	master *masterConn
 	cache  *cache
 	wb     writeBack
+	ra     readAhead
 	// ctx lives as long as the client, for work done after a call returned
 	// (deferred mtime updates).
 	ctx    context.Context
@@ -100,6 +101,11 @@ func (c *Client) attrCall(ctx context.Context, t proto.MsgType, e *proto.Enc) (*
 	if err != nil {
 		return nil, err
 	}
+	return c.attrReply(t, b)
+}
+
+// attrReply decodes an Attr reply to a t request and updates the caches.
+func (c *Client) attrReply(t proto.MsgType, b []byte) (*proto.Attr, error) {
 	var a proto.Attr
 	if err := a.Decode(b); err != nil {
 		return nil, fmt.Errorf("%s reply: %w", t, err)
@@ -109,6 +115,7 @@ func (c *Client) attrCall(ctx context.Context, t proto.MsgType, e *proto.Enc) (*
 			// Close-to-open: a new open asks the master again (and an
 			// O_TRUNC open freed the chunks).
 			c.cache.dropFile(a.Ino)
+			c.ra.drop(a.Ino)
 		}
 		c.cache.putSize(a.Ino, a.Size)
 	}
@@ -240,6 +247,10 @@ func (c *Client) WriteAt(ctx context.Context, ino uint64, p []byte, off int64) e
 	if err := c.waitQueue(ctx, ino, true); err != nil {
 		return err
 	}
+	c.ra.drop(ino)
+	// Again after the write: a piece fetched while it was on its way may
+	// hold the old data.
+	defer c.ra.drop(ino)
 	return c.writeAt(ctx, ino, p, off)
 }
 
@@ -318,12 +329,12 @@ func (c *Client) writeChunk(ctx context.Context, loc *proto.ChunkLoc, p []byte, 
 	for len(p) > 0 {
 		n := min(len(p), MaxIO)
 		var e proto.Enc
-		e.B = make([]byte, 0, n+128)
-		(&proto.ChunkWrite{ID: loc.ID, Version: loc.Version, Offset: uint32(off), Chain: loc.Servers[1:], Data: p[:n]}).Encode(&e)
+		data := p[:n]
+		(&proto.ChunkWrite{ID: loc.ID, Version: loc.Version, Offset: uint32(off), Chain: loc.Servers[1:], Data: data}).EncodeHead(&e)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := first.Call(ctx, proto.MsgChunkWrite, e.B); err != nil {
+			if _, err := first.CallParts(ctx, proto.MsgChunkWrite, e.B, data); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -354,6 +365,13 @@ func (c *Client) ReadAt(ctx context.Context, ino uint64, p []byte, off int64) (i
 	}
 	p = p[:min(int64(len(p)), int64(size)-off)]
 	total := len(p)
+	if pieces := c.plan(ino, off, len(p), int64(size)); len(pieces) > 0 {
+		n, err := c.readAhead(ctx, pieces, p, off)
+		if err != nil {
+			return n, err
+		}
+		p, off = p[n:], off+int64(n)
+	}
 	for len(p) > 0 {
 		idx := uint32(off / proto.ChunkSize)
 		in := off % proto.ChunkSize
@@ -380,6 +398,12 @@ func (c *Client) ReadAt(ctx context.Context, ino uint64, p []byte, off int64) (i
 }
 
 func (c *Client) readChunk(ctx context.Context, loc *proto.ChunkLoc, p []byte, off int64) error {
+	return c.readChunkFrom(ctx, loc, p, off, 0)
+}
+
+// readChunkFrom is readChunk trying the copies from the start-th (modulo
+// their number) on.
+func (c *Client) readChunkFrom(ctx context.Context, loc *proto.ChunkLoc, p []byte, off int64, start int) error {
 	if loc.ID == 0 {
 		clear(p)
 		return nil
@@ -393,7 +417,8 @@ func (c *Client) readChunk(ctx context.Context, loc *proto.ChunkLoc, p []byte, o
 		(&proto.ChunkRead{ID: loc.ID, Version: loc.Version, Offset: uint32(off), Length: uint32(n)}).Encode(&e)
 		var errs []error
 		done := false
-		for _, addr := range loc.Servers {
+		for i := range loc.Servers {
+			addr := loc.Servers[(start+i)%len(loc.Servers)]
 			s, err := c.peer(ctx, addr)
 			var b []byte
 			if err == nil {
@@ -445,6 +470,8 @@ func (c *Client) Setattr(ctx context.Context, ino uint64, in SetAttr) (*proto.At
 	}
 	if in.Valid&proto.SetSize != 0 {
 		c.cache.dropFile(ino) // a truncate frees chunks
+		c.ra.drop(ino)
+		defer c.ra.drop(ino)
 	}
 	return c.attrCall(ctx, proto.MsgSetattr, &e)
 }

@@ -17,8 +17,44 @@ import (
 func (c *Client) Open(ctx context.Context, ino uint64, flags uint32) (*proto.Attr, error) {
 	var e proto.Enc
 	e.U64(ino)
-	e.U32(flags)
-	return c.attrCall(ctx, proto.MsgOpen, &e)
+	e.U32(flags | proto.OpenLoc)
+	b, err := c.master.Call(ctx, proto.MsgOpen, e.B)
+	if err != nil {
+		return nil, err
+	}
+	ab, loc, err := decodeOpenReply(b)
+	if err != nil {
+		return nil, err
+	}
+	a, err := c.attrReply(proto.MsgOpen, ab)
+	if err != nil {
+		return nil, err
+	}
+	// The reply carries chunk 0's copies: a small file's first read needs
+	// no ReadChunk round trip (cached after attrReply dropped the file's
+	// entries, like any location the master gives).
+	if loc != nil && a.IsRegular() {
+		c.cache.putLoc(false, chunkKey{ino, 0}, loc)
+	}
+	return a, nil
+}
+
+// decodeOpenReply splits an Open reply with proto.OpenLoc into the Attr
+// bytes and chunk 0's location (nil if the master sent none).
+func decodeOpenReply(b []byte) ([]byte, *proto.ChunkLoc, error) {
+	d := proto.NewDec(b)
+	ab, lb := d.Bytes(), d.Bytes()
+	if err := d.Finish(); err != nil {
+		return nil, nil, fmt.Errorf("open reply: %w", err)
+	}
+	if len(lb) == 0 {
+		return ab, nil, nil
+	}
+	var loc proto.ChunkLoc
+	if err := loc.Decode(lb); err != nil {
+		return nil, nil, fmt.Errorf("open reply: chunk location: %w", err)
+	}
+	return ab, &loc, nil
 }
 
 // CreateOpen is Create for a file the caller opens at once: one round trip.

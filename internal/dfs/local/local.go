@@ -14,6 +14,7 @@ import (
 
 	"github.com/rampart-storage/rampart/internal/dfs/chunkserver"
 	"github.com/rampart-storage/rampart/internal/dfs/master"
+	"github.com/rampart-storage/rampart/internal/dfs/meta"
 )
 
 // Config configures a local cluster.
@@ -28,6 +29,7 @@ type Config struct {
 	// lost (master.DefaultHeartbeatTimeout if zero).
 	HeartbeatTimeout time.Duration
 	Log              *slog.Logger
+	MetaSync         meta.Options // when metadata changes are fsynced (see master.Config)
 }
 
 // Cluster is a running local DFS.
@@ -51,7 +53,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	hp := func(p int) string { return net.JoinHostPort(cfg.Host, fmt.Sprint(p)) }
 	m, err := master.New(master.Config{Dir: filepath.Join(cfg.Dir, "master"),
 		ChunkserverListen: hp(cfg.CSPort), ClientListen: hp(cfg.ClientPort), HeartbeatTimeout: cfg.HeartbeatTimeout,
-		ReplicationInterval: cfg.HeartbeatTimeout / 4, Log: cfg.Log.With("role", "master")})
+		ReplicationInterval: cfg.HeartbeatTimeout / 4, Log: cfg.Log.With("role", "master"), MetaSync: cfg.MetaSync})
 	if err != nil {
 		return nil, err
 	}

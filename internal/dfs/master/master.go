@@ -55,6 +55,9 @@ type Config struct {
 	ReplicationInterval time.Duration
 	// ReplicationsPerTick rate-limits the replication loop (16 if zero).
 	ReplicationsPerTick int
+	// MetaSync says when metadata changes are fsynced (meta.SyncInterval,
+	// the zero value, or meta.SyncAlways).
+	MetaSync meta.Options
 }
 
 // Master is an embeddable DFS master: New, Start, Ready, Close.
@@ -124,7 +127,7 @@ func New(cfg Config) (*Master, error) {
 	if cfg.ReplicationsPerTick == 0 {
 		cfg.ReplicationsPerTick = 16
 	}
-	st, err := meta.Open(filepath.Join(cfg.Dir, "meta"))
+	st, err := meta.OpenWith(filepath.Join(cfg.Dir, "meta"), cfg.MetaSync)
 	if err != nil {
 		return nil, err
 	}

@@ -216,11 +216,26 @@ func (m *Master) handlePOSIX(ctx context.Context, f *proto.Frame) (out []byte, h
 		if err != nil {
 			return nil, true, err
 		}
-		a, err := m.openInode(s, ino, flags)
+		a, err := m.openInode(s, ino, flags&^proto.OpenLoc)
 		if err != nil {
 			return nil, true, err
 		}
-		a.Encode(&e)
+		if flags&proto.OpenLoc == 0 {
+			a.Encode(&e)
+			break
+		}
+		var ae, le proto.Enc
+		a.Encode(&ae)
+		e.Bytes(ae.B)
+		// The location of chunk 0 for reading, if it has a live copy
+		// (else the client asks with ReadChunk, which waits for copies
+		// to register after a restart).
+		if a.IsRegular() && a.Size > 0 {
+			if loc, err := m.chunkLoc(ino, 0, false); err == nil && loc.ID != 0 && len(loc.Servers) > 0 {
+				loc.Encode(&le)
+			}
+		}
+		e.Bytes(le.B)
 	case proto.MsgRelease:
 		n := d.U32()
 		if n > proto.MaxRelease {

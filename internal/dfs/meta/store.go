@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rampart-storage/rampart/internal/dfs/proto"
 )
 
@@ -58,15 +59,29 @@ type Store struct {
 	inodes    uint64          // live inodes, counted at Open
 	opens     map[uint64]int  // open handles per inode, from all client sessions (memory only)
 	orphans   map[uint64]bool // inodes with an 'o' key (unlinked while open)
+
+	wal      *walFS        // nil in SyncAlways mode
+	stopSync chan struct{} // closes the background fsync loop
+	syncDone chan struct{}
 }
 
-// Open opens (creating if needed) the metadata database in dir.
-func Open(dir string) (*Store, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+// Open opens (creating if needed) the metadata database in dir with the
+// default options (SyncInterval).
+func Open(dir string) (*Store, error) { return OpenWith(dir, Options{}) }
+
+// OpenWith opens (creating if needed) the metadata database in dir.
+func OpenWith(dir string, o Options) (*Store, error) {
+	popts := &pebble.Options{Logger: quietLogger{}}
+	var wal *walFS
+	if o.Sync == SyncInterval {
+		wal = newWalFS(vfs.Default)
+		popts.FS = wal
+	}
+	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("open metadata %s: %w", dir, err)
 	}
-	s := &Store{db: db, now: time.Now, opens: map[uint64]int{}, orphans: map[uint64]bool{}}
+	s := &Store{db: db, now: time.Now, opens: map[uint64]int{}, orphans: map[uint64]bool{}, wal: wal}
 	var format uint64
 	s.nextIno, err = s.counter("ino")
 	if err == nil {
@@ -105,11 +120,52 @@ func Open(dir string) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if wal != nil {
+		every := o.SyncInterval
+		if every <= 0 {
+			every = DefaultSyncInterval
+		}
+		s.stopSync, s.syncDone = make(chan struct{}), make(chan struct{})
+		go s.syncLoop(every)
+	}
 	return s, nil
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// syncLoop fsyncs the write-ahead log every interval (SyncInterval mode).
+func (s *Store) syncLoop(every time.Duration) {
+	defer close(s.syncDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopSync:
+			return
+		case <-t.C:
+			s.wal.syncNow() // a failure is kept and fails later commits
+		}
+	}
+}
+
+// Sync makes every change answered so far durable against power loss (a
+// no-op cost in SyncAlways mode, where each commit already waited for it).
+func (s *Store) Sync() error {
+	if s.wal == nil {
+		return nil
+	}
+	if err := s.wal.syncNow(); err != nil {
+		return fmt.Errorf("metadata sync: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database (fsyncing the write-ahead log).
+func (s *Store) Close() error {
+	if s.stopSync != nil {
+		close(s.stopSync)
+		<-s.syncDone
+	}
+	return s.db.Close()
+}
 
 func (s *Store) counter(name string) (uint64, error) {
 	v, c, err := s.db.Get(append([]byte{pCounter}, name...))
@@ -138,8 +194,10 @@ func putAttr(b *pebble.Batch, a *Attr) {
 }
 
 // commit applies b while s.mu is held (so later operations see it), then
-// releases the lock and waits for the write-ahead log to reach the disk.
-// Concurrent callers wait on the same fsync: pebble groups them.
+// releases the lock and waits for the write-ahead log: in SyncAlways mode
+// until it reaches the disk (concurrent callers wait on the same fsync:
+// pebble groups them); in SyncInterval mode until pebble has written it to
+// the log file (the Sync that follows the write is walFile's marker).
 func (s *Store) commit(b *pebble.Batch) error {
 	err := b.Commit(pebble.NoSync)
 	s.mu.Unlock()

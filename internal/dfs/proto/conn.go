@@ -98,6 +98,13 @@ func (c *Client) Close() error {
 // Call sends a request and waits for its reply payload. An error reply comes
 // back as an *ErrorReply.
 func (c *Client) Call(ctx context.Context, t MsgType, payload []byte) ([]byte, error) {
+	return c.CallParts(ctx, t, payload, nil)
+}
+
+// CallParts is Call with the payload given in two parts sent one after the
+// other (head, then data), so that a large data block is sent from where it
+// lies instead of being copied behind its head first.
+func (c *Client) CallParts(ctx context.Context, t MsgType, head, data []byte) ([]byte, error) {
 	ch := make(chan *Frame, 1)
 	c.mu.Lock()
 	if c.err != nil {
@@ -111,7 +118,7 @@ func (c *Client) Call(ctx context.Context, t MsgType, payload []byte) ([]byte, e
 	c.mu.Unlock()
 
 	c.wmu.Lock()
-	err := WriteFrame(c.bw, &Frame{Type: t, ID: id, Payload: payload})
+	err := writeFrameParts(c.bw, &Frame{Type: t, ID: id, Payload: head}, data)
 	if err == nil {
 		err = c.bw.Flush()
 	}

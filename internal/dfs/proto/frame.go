@@ -130,19 +130,27 @@ func ReadFrame(r io.Reader) (*Frame, error) {
 
 // WriteFrame writes f to w as one header and one payload write.
 func WriteFrame(w io.Writer, f *Frame) error {
-	if len(f.Payload) > MaxPayload {
-		return fmt.Errorf("write %s of %d bytes: %w", f.Type, len(f.Payload), ErrTooLarge)
+	return writeFrameParts(w, f, nil)
+}
+
+// writeFrameParts writes f with more appended to its payload.
+func writeFrameParts(w io.Writer, f *Frame, more []byte) error {
+	n := len(f.Payload) + len(more)
+	if n > MaxPayload {
+		return fmt.Errorf("write %s of %d bytes: %w", f.Type, n, ErrTooLarge)
 	}
 	var hb [HeaderSize]byte
-	PutHeader(hb[:], Header{Type: f.Type, Flags: f.Flags, Length: uint32(len(f.Payload)), ID: f.ID})
+	PutHeader(hb[:], Header{Type: f.Type, Flags: f.Flags, Length: uint32(n), ID: f.ID})
 	if _, err := w.Write(hb[:]); err != nil {
 		return fmt.Errorf("write %s header: %w", f.Type, err)
 	}
-	if len(f.Payload) == 0 {
-		return nil
-	}
-	if _, err := w.Write(f.Payload); err != nil {
-		return fmt.Errorf("write %s payload: %w", f.Type, err)
+	for _, part := range [][]byte{f.Payload, more} {
+		if len(part) == 0 {
+			continue
+		}
+		if _, err := w.Write(part); err != nil {
+			return fmt.Errorf("write %s payload: %w", f.Type, err)
+		}
 	}
 	return nil
 }

@@ -78,14 +78,8 @@ const MaxChain = 16
 
 // Encode appends m to e.
 func (m *ChunkWrite) Encode(e *Enc) {
-	e.U64(m.ID)
-	e.U32(m.Version)
-	e.U32(m.Offset)
-	e.U8(uint8(len(m.Chain)))
-	for _, a := range m.Chain {
-		e.String(a)
-	}
-	e.Bytes(m.Data)
+	m.EncodeHead(e)
+	e.B = append(e.B, m.Data...)
 }
 
 // Decode reads m from b; Data aliases b.

@@ -36,6 +36,9 @@ func init() {
 const (
 	// OpenTrunc truncates the file to zero in the same step (O_TRUNC).
 	OpenTrunc = 1 << 0
+	// OpenLoc asks for the location of the file's chunk 0 in the reply,
+	// which is then Bytes(Attr) Bytes(ChunkLoc or empty) instead of Attr.
+	OpenLoc = 1 << 1
 )
 
 // MaxRelease bounds the inodes of one Release message.
