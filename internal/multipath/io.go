@@ -130,6 +130,20 @@ func (m *Map) Execute(ctx context.Context, lun uint64, cdb, out, in []byte) (ini
 }
 
 // Device opens the map's LUN as a blockdev.Device.
+// Unsolicited is the least initiator.Session.Unsolicited of the logged-in paths (0
+// when none is), so that a write split to that size needs no R2T on any path.
+func (m *Map) Unsolicited() int {
+	least := 0
+	for _, p := range m.paths {
+		if s := p.c.Session(); s != nil {
+			if u := s.Unsolicited(); least == 0 || u < least {
+				least = u
+			}
+		}
+	}
+	return least
+}
+
 func (m *Map) Device() (*initiator.LUN, error) {
 	return initiator.OpenLUN(m.ctx, m, m.lun)
 }

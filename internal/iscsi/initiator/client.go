@@ -241,6 +241,14 @@ func (c *Client) Execute(ctx context.Context, lun uint64, cdb, dataOut, dataIn [
 	}
 }
 
+// Unsolicited is the logged-in session's Unsolicited, 0 while reconnecting.
+func (c *Client) Unsolicited() int {
+	if s := c.Session(); s != nil {
+		return s.Unsolicited()
+	}
+	return 0
+}
+
 // SessionStatus is what `rampart iscsi session -P 3` shows of one session.
 type SessionStatus struct {
 	Target    string    `json:"target"`

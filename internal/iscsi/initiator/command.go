@@ -118,6 +118,21 @@ func (s *Session) Execute(ctx context.Context, lun uint64, cdb, dataOut, dataIn 
 	}
 }
 
+// Unsolicited is how many bytes of write data a command carries without waiting for
+// an R2T: immediate data and unsolicited Data-Out, as Execute sends them. A write up to
+// this size takes one round trip; LUN splits larger ones into commands of this size
+// sent at once (see LUN.write).
+func (s *Session) Unsolicited() int {
+	pr := s.params
+	if !pr.ImmediateData && pr.InitialR2T {
+		return 0
+	}
+	if pr.InitialR2T { // immediate data only
+		return int(min(pr.FirstBurstLength, pr.MaxRecvDataSegmentLength))
+	}
+	return int(pr.FirstBurstLength)
+}
+
 // dataOutPDUs splits dataOut[off:off+n] into Data-Out PDUs of at most the target's
 // MaxRecvDataSegmentLength, for one R2T (ttt) or the unsolicited burst (ReservedTag).
 func (s *Session) dataOutPDUs(t *task, ttt uint32, off, n int) []*iscsi.PDU {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/rampart-storage/rampart/internal/blockdev"
 )
@@ -242,16 +243,67 @@ func (l *LUN) write(p []byte, off int64, fua bool) (int, error) {
 	if err := blockdev.CheckRange(l, off, int64(len(p))); err != nil {
 		return 0, err
 	}
+	piece := l.maxXfer
+	if u, ok := l.c.(unsolicitedWriter); ok {
+		if n := u.Unsolicited() / l.bs * l.bs; n >= minWritePiece && n < piece {
+			piece = n
+		}
+	}
 	done := 0
 	for done < len(p) {
 		n := min(len(p)-done, l.maxXfer)
-		lba := uint64(off+int64(done)) / uint64(l.bs)
-		if _, err := Command(l.ctx, l.c, l.lun, rw16(0x8a, fua, lba, uint32(n/l.bs)), p[done:done+n], nil); err != nil {
-			return done, fmt.Errorf("write LUN %d LBA %d: %w", l.lun, lba, err)
+		if k, err := l.writeSpan(p[done:done+n], off+int64(done), fua, piece); err != nil {
+			return done + k, err
 		}
 		done += n
 	}
 	return done, nil
+}
+
+// minWritePiece is the smallest piece a write is split into. A target that takes less
+// unsolicited data (tgt: 8 KiB of immediate data) gets writes of maxXfer bytes and R2Ts,
+// as before: many small commands cost more than the round trip they save, and in the
+// multipath drill against tgt they made a write with no path left hang instead of
+// failing with EIO (not understood yet).
+const minWritePiece = 64 << 10
+
+// unsolicitedWriter is a Commander that tells how much write data a command carries
+// without waiting for an R2T (Session, Client and multipath.Map).
+type unsolicitedWriter interface{ Unsolicited() int }
+
+// writeSpan writes p (at most maxXfer bytes) at off. A span longer than piece goes out
+// as commands of piece bytes, all sent at once: each carries its data unsolicited, so
+// the span takes one round trip instead of waiting for R2Ts after the first burst. It
+// returns how many bytes before the first failed piece were written.
+func (l *LUN) writeSpan(p []byte, off int64, fua bool, piece int) (int, error) {
+	one := func(k int) error {
+		n := min(len(p)-k, piece)
+		lba := uint64(off+int64(k)) / uint64(l.bs)
+		if _, err := Command(l.ctx, l.c, l.lun, rw16(0x8a, fua, lba, uint32(n/l.bs)), p[k:k+n], nil); err != nil {
+			return fmt.Errorf("write LUN %d LBA %d: %w", l.lun, lba, err)
+		}
+		return nil
+	}
+	if len(p) <= piece {
+		return 0, one(0)
+	}
+	errs := make([]error, (len(p)+piece-1)/piece)
+	var wg sync.WaitGroup
+	for i := 1; i < len(errs); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = one(i * piece)
+		}()
+	}
+	errs[0] = one(0)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return i * piece, err
+		}
+	}
+	return 0, nil
 }
 
 // Flush sends SYNCHRONIZE CACHE(16) for the whole LUN.

@@ -23,7 +23,7 @@ type Session struct {
 	isid   [6]byte
 
 	wmu sync.Mutex // serialises writes
-	bw  *bufio.Writer
+	bw  *iscsi.SockWriter
 
 	mu       sync.Mutex
 	window   *sync.Cond
@@ -103,7 +103,7 @@ func dial(ctx context.Context, o Options, isid [6]byte) (*Session, error) {
 	s := &Session{
 		o: o, conn: conn, params: l.params, tsih: l.tsih, isid: isid,
 		dig: iscsi.Digests{Header: l.params.HeaderDigest, Data: l.params.DataDigest},
-		bw:  l.bw, cmdSN: l.expCmdSN, expCmdSN: l.expCmdSN, maxCmdSN: l.maxCmdSN, expSN: l.expSN,
+		bw:  iscsi.NewSockWriter(conn), cmdSN: l.expCmdSN, expCmdSN: l.expCmdSN, maxCmdSN: l.maxCmdSN, expSN: l.expSN,
 		nextITT: 1, tasks: map[uint32]*task{}, done: make(chan struct{}),
 	}
 	s.window = sync.NewCond(&s.mu)

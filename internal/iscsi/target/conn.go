@@ -20,7 +20,7 @@ type conn struct {
 	srv    *Server
 	nc     net.Conn
 	br     *bufio.Reader
-	bw     *sockWriter
+	bw     *iscsi.SockWriter
 	portal string
 	sess   *session
 	log    *slog.Logger
@@ -60,7 +60,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, portal string) {
 		srv:    s,
 		nc:     nc,
 		br:     bufio.NewReaderSize(nc, 64<<10),
-		bw:     newSockWriter(nc),
+		bw:     iscsi.NewSockWriter(nc),
 		portal: portal,
 		log:    s.log.With("remote", nc.RemoteAddr().String()),
 		tasks:  map[uint32]*task{},

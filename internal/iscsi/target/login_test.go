@@ -152,7 +152,7 @@ func FuzzLogin(f *testing.F) {
 
 // serveLoginOnly runs the login phase on nc and closes it (for fuzzing).
 func (s *Server) serveLoginOnly(nc net.Conn, portal string) {
-	c := &conn{srv: s, nc: nc, br: bufio.NewReader(nc), bw: newSockWriter(nc), portal: portal, log: s.log, tasks: map[uint32]*task{}}
+	c := &conn{srv: s, nc: nc, br: bufio.NewReader(nc), bw: iscsi.NewSockWriter(nc), portal: portal, log: s.log, tasks: map[uint32]*task{}}
 	nc.SetDeadline(time.Now().Add(s.opts.LoginTimeout))
 	if ss, err := s.doLogin(c); err == nil {
 		s.unregister(ss)

@@ -1,4 +1,4 @@
-package target
+package iscsi
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 }
 
 func TestSockWriter(t *testing.T) {
-	big := bytes.Repeat([]byte("0123456789abcdef"), sockDirect/16*3) // 48 KiB
+	big := bytes.Repeat([]byte("0123456789abcdef"), SockDirect/16*3) // 48 KiB
 	tests := []struct {
 		name   string
 		pieces [][]byte
@@ -30,12 +30,12 @@ func TestSockWriter(t *testing.T) {
 		{"header then large data: one gathered write", [][]byte{make([]byte, 48), big}, 2},
 		{"large data alone", [][]byte{big}, 1},
 		{"two PDUs", [][]byte{make([]byte, 48), big, make([]byte, 4), make([]byte, 48), big, make([]byte, 4)}, 4},
-		{"small data past the flush mark", [][]byte{make([]byte, sockDirect-1), make([]byte, sockDirect-1), make([]byte, sockDirect-1), make([]byte, sockDirect-1), make([]byte, sockDirect-1)}, 1},
+		{"small data past the flush mark", [][]byte{make([]byte, SockDirect-1), make([]byte, SockDirect-1), make([]byte, SockDirect-1), make([]byte, SockDirect-1), make([]byte, SockDirect-1)}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var cw countingWriter
-			w := newSockWriter(&cw)
+			w := NewSockWriter(&cw)
 			var want []byte
 			for k, p := range tt.pieces {
 				p = append([]byte(nil), p...)
@@ -46,7 +46,7 @@ func TestSockWriter(t *testing.T) {
 				if n, err := w.Write(p); n != len(p) || err != nil {
 					t.Fatalf("Write(%d bytes): got %d, %v", len(p), n, err)
 				}
-				if len(p) >= sockDirect {
+				if len(p) >= SockDirect {
 					clear(p) // the caller may reuse a large buffer as soon as Write returns
 				}
 			}

@@ -1,16 +1,17 @@
-package target
+package iscsi
 
 import (
 	"io"
 	"net"
 )
 
-// sockWriter buffers the small pieces of outgoing PDUs (headers, digests, padding,
+// SockWriter buffers the small pieces of outgoing PDUs (headers, digests, padding,
 // sense data) and sends each large data segment straight from the caller's buffer,
-// together with what is buffered before it, in one writev: a Data-In payload is never
+// together with what is buffered before it, in one writev: a data segment is never
 // copied in user space (bufio.Writer copies almost all of it). Large writes are sent
-// before Write returns, so the caller may reuse the buffer at once.
-type sockWriter struct {
+// before Write returns, so the caller may reuse the buffer at once. The target sends
+// Data-In through it and the initiator immediate data and Data-Out.
+type SockWriter struct {
 	w    io.Writer // the connection; net.Buffers uses writev on a *net.TCPConn
 	buf  []byte
 	iov  [2][]byte
@@ -18,18 +19,19 @@ type sockWriter struct {
 }
 
 const (
-	// sockDirect is the size from which a write goes out from the caller's buffer.
-	sockDirect = 16 << 10
+	// SockDirect is the size from which a write goes out from the caller's buffer.
+	SockDirect = 16 << 10
 	// sockFlushAt is how much small data is buffered before it is sent anyway.
 	sockFlushAt = 64 << 10
 )
 
-func newSockWriter(w io.Writer) *sockWriter {
-	return &sockWriter{w: w, buf: make([]byte, 0, sockFlushAt+sockDirect)}
+// NewSockWriter returns a SockWriter on w (normally a net.Conn).
+func NewSockWriter(w io.Writer) *SockWriter {
+	return &SockWriter{w: w, buf: make([]byte, 0, sockFlushAt+SockDirect)}
 }
 
-func (s *sockWriter) Write(p []byte) (int, error) {
-	if len(p) < sockDirect {
+func (s *SockWriter) Write(p []byte) (int, error) {
+	if len(p) < SockDirect {
 		s.buf = append(s.buf, p...)
 		if len(s.buf) >= sockFlushAt {
 			return len(p), s.Flush()
@@ -51,7 +53,7 @@ func (s *sockWriter) Write(p []byte) (int, error) {
 }
 
 // Flush sends what is buffered.
-func (s *sockWriter) Flush() error {
+func (s *SockWriter) Flush() error {
 	if len(s.buf) == 0 {
 		return nil
 	}
