@@ -12,6 +12,7 @@ package fusefs
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"syscall"
 	"time"
@@ -107,6 +108,16 @@ func errno(err error) syscall.Errno {
 	if errors.As(err, &en) {
 		return en
 	}
+	// go-fuse cancels a request's context when the kernel interrupts it: the
+	// calling thread got a signal (Go programs get SIGURG for goroutine preemption
+	// all the time). EINTR lets the kernel restart the call (SA_RESTART) or the
+	// program retry it; EIO would report a failure that never happened.
+	if errors.Is(err, context.Canceled) {
+		return syscall.EINTR
+	}
+	// An error with no errno of its own reaches the program as EIO: say what it was,
+	// or nobody can tell why a read or an unlink failed.
+	slog.Warn("dfs mount: returning EIO", "err", err)
 	return syscall.EIO
 }
 
