@@ -96,6 +96,17 @@ func (m *masterConn) conn(ctx context.Context) (*proto.Client, error) {
 }
 
 // sessionOp reports whether requests of type t travel in a SessionOp.
+// readOnly reports whether a request only reads the master's state, so that
+// abandoning it when the caller is interrupted changes nothing.
+func readOnly(t proto.MsgType) bool {
+	switch t {
+	case proto.MsgLookup, proto.MsgGetattr, proto.MsgReaddir, proto.MsgReadChunk, proto.MsgInfo,
+		proto.MsgGetxattr, proto.MsgListxattr, proto.MsgStatfs, proto.MsgGetlk:
+		return true
+	}
+	return false
+}
+
 func sessionOp(t proto.MsgType) bool {
 	switch t {
 	case proto.MsgCreate, proto.MsgCreateOpen, proto.MsgLink, proto.MsgUnlink, proto.MsgRename:
@@ -108,6 +119,14 @@ func sessionOp(t proto.MsgType) bool {
 // new connection while the master is unreachable (up to the retry time). An
 // error reply from the master is final.
 func (m *masterConn) Call(ctx context.Context, t proto.MsgType, payload []byte) ([]byte, error) {
+	if !readOnly(t) {
+		// A change the master may already have made is not abandoned halfway
+		// because the caller was interrupted (go-fuse cancels a request's context
+		// when the calling thread gets a signal): the answer would be EINTR for a
+		// change that happened, and the program's retry would then fail (ENOENT
+		// for an unlink that did go through). Reads stay interruptible.
+		ctx = context.WithoutCancel(ctx)
+	}
 	if sessionOp(t) {
 		var e proto.Enc
 		e.B = make([]byte, 0, len(payload)+24)

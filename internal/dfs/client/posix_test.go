@@ -54,3 +54,21 @@ func TestDecodeOpenReply(t *testing.T) {
 		t.Error("a bare Attr accepted as an OpenLoc reply")
 	}
 }
+
+// TestMutationsIgnoreInterrupts: only requests that read the master's state may be
+// abandoned when the caller is interrupted; a change goes through to its answer.
+func TestMutationsIgnoreInterrupts(t *testing.T) {
+	for _, tt := range []struct {
+		t    proto.MsgType
+		read bool
+	}{
+		{proto.MsgLookup, true}, {proto.MsgGetattr, true}, {proto.MsgReadChunk, true}, {proto.MsgGetlk, true},
+		{proto.MsgUnlink, false}, {proto.MsgCreateOpen, false}, {proto.MsgRename, false}, {proto.MsgSetattr, false},
+		{proto.MsgSetxattr, false}, {proto.MsgWriteChunk, false}, {proto.MsgWriteEnd, false}, {proto.MsgRelease, false},
+		{proto.MsgSetlk, false}, {proto.MsgOpen, false},
+	} {
+		if got := readOnly(tt.t); got != tt.read {
+			t.Errorf("readOnly(%#x) = %v, want %v", tt.t, got, tt.read)
+		}
+	}
+}

@@ -344,6 +344,9 @@ func (n *Node) setlk(ctx context.Context, l *proto.Lock, wait bool) syscall.Errn
 	}
 	for {
 		err := errno(n.c.Setlk(ctx, l, wait))
+		if err == 0 {
+			return 0 // granted (even if interrupted meanwhile: the lock is held)
+		}
 		if wait && ctx.Err() != nil {
 			return syscall.EINTR
 		}
