@@ -2,7 +2,6 @@ package raid
 
 import (
 	"bytes"
-	"path/filepath"
 	"testing"
 
 	"github.com/rampart-storage/rampart/internal/blockdev"
@@ -13,22 +12,7 @@ import (
 // with a member missing.
 func TestVolumeSpec(t *testing.T) {
 	t.Setenv("RAMPART_RUN_DIR", t.TempDir())
-	dir := t.TempDir()
-	var ms []Member
-	var paths []string
-	for _, n := range []string{"a", "b", "c"} {
-		p := filepath.Join(dir, n)
-		d, err := blockdev.OpenFile(p, blockdev.FileOptions{Create: true, Size: 8 << 20, BlockSize: 512})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ms = append(ms, Member{Dev: d, Name: p})
-		paths = append(paths, p)
-	}
-	if err := Create(ms, CreateOptions{Level: 5, Chunk: 64 << 10}); err != nil {
-		t.Fatal(err)
-	}
-	CloseMembers(ms)
+	paths := fileArray(t, t.TempDir())
 	want := bytes.Repeat([]byte("raid:spec"), 512*10)
 	open := func(spec string) blockdev.Device {
 		t.Helper()
