@@ -234,21 +234,32 @@ func serveMaps(ctx context.Context, log *slog.Logger, cfgs []multipath.Config, o
 			}
 		}()
 	}
+	// and serve requests to log out of or in to one portal (rampart iscsi logout -p,
+	// login) meanwhile.
 	t := time.NewTicker(min(o.pollingInterval, 500*time.Millisecond))
 	defer t.Stop()
-	for first := true; ; first = false {
-		var sts []multipath.Status
+	var sts []multipath.Status
+	update := func() {
+		sts = sts[:0]
 		for _, a := range maps {
 			st := a.m.Status(a.dev.Size())
-			st.Device, st.PID, st.Origin = a.device, os.Getpid(), origin
+			st.Device, st.PID, st.Origin, st.PortalRequests = a.device, os.Getpid(), origin, true
 			if err := multipath.WriteStatusFile(o.statusDir, st); err != nil {
 				log.Warn("cannot save multipath status", "dir", o.statusDir, "err", err)
 			}
 			sts = append(sts, st)
 		}
+	}
+	mps := make([]*multipath.Map, len(maps))
+	for i, a := range maps {
+		mps[i] = a.m
+	}
+	for first := true; ; first = false {
+		update()
 		if first && o.ready != nil {
 			o.ready(sts)
 		}
+		handlePortalRequests(ctx, log, o.statusDir, mps, update)
 		select {
 		case <-ctx.Done():
 			return nil

@@ -140,12 +140,17 @@ the node record; the map's from the flags.
 
 The sessions live in a process: login starts it in the background and returns once
 it is logged in ('rampart iscsi session' shows it, 'rampart iscsi logout' ends it);
---foreground runs it in this process until signalled.`,
+--foreground runs it in this process until signalled. When a process already holds
+the target, login asks it instead to log in again through the portals that
+'rampart iscsi logout -p' logged out (its maps take those paths back).`,
 		Example: `  rampart iscsi discover 10.3.1.1
   rampart iscsi login -T iqn.2024-03.org.clusterlab:storage.md0 --nbd 127.0.0.1:10809
   Login to [iface: default, target: iqn.2024-03.org.clusterlab:storage.md0, portal: 10.3.1.1:3260,1]: successful`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if held, err := loginToHolder(cmd.OutOrStdout(), o); held || err != nil {
+				return err
+			}
 			if o.foreground {
 				return runISCSILogin(cmd.Context(), cmd.OutOrStdout(), g, o)
 			}

@@ -29,12 +29,17 @@ func newISCSILogoutCmd() *cobra.Command {
 	o := &iscsiLogoutOptions{}
 	c := &cobra.Command{
 		Use:   "logout (-T IQN [-p PORTAL] | --all)",
-		Short: "Log out: end the processes holding the target's sessions (login or attach)",
-		Long: `logout finds, in --status-dir, the processes whose maps have a session to the target
-(through PORTAL with -p) and stops them: each logs out of every session and takes its
-FUSE file or NBD export away. One process holds all the paths of its maps, so with -p
-the map's other paths log out too. Unmount what uses the LUN first: I/O to it fails
-once it is logged out.`,
+		Short: "Log out of a target's sessions (all, or those through one portal)",
+		Long: `logout finds, in --status-dir, the processes (login or attach) whose maps have a session
+to the target (through PORTAL with -p) and logs those sessions out:
+
+  - with -p, when the process also holds sessions through other portals, it is asked
+    (a request file in --status-dir) to log out of that portal only: each session
+    through it sends its Logout and closes, its path leaves the multipath map, and the
+    LUN stays attached over the other paths;
+  - otherwise (no -p, --all, or the last portal of the process) the process is
+    stopped: it logs out of every session and takes its FUSE file or NBD export away.
+    Unmount what uses the LUN first: I/O to it fails once it is logged out.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runISCSILogout(cmd.OutOrStdout(), o) },
 	}
@@ -53,19 +58,31 @@ type sessionRef struct {
 	path multipath.PathStatus
 }
 
-// listSessions numbers every published session (one per path of every map).
+// listSessions numbers every published session (one per path of every map). A map's
+// paths keep their numbers when some of them are logged out: each map takes as many
+// numbers as it was opened with paths, and a path the number of its place.
 func listSessions(dir string) ([]sessionRef, error) {
 	sts, err := multipath.ReadStatusFiles(dir)
 	if err != nil {
 		return nil, err
 	}
 	var out []sessionRef
+	base := 0
 	for _, st := range sts {
-		for _, p := range st.Paths {
-			out = append(out, sessionRef{sid: len(out) + 1, st: st, path: p})
+		for k, p := range st.Paths {
+			place := k
+			if st.Configured > 0 {
+				place = p.Index
+			}
+			out = append(out, sessionRef{sid: base + place + 1, st: st, path: p})
 		}
+		base += max(st.Configured, len(st.Paths))
 	}
 	return out, nil
+}
+
+func (s sessionRef) where() string {
+	return fmt.Sprintf("[sid: %d, target: %s, portal: %s]", s.sid, s.path.Session.Target, portalTag(s.path))
 }
 
 func runISCSILogout(out io.Writer, o *iscsiLogoutOptions) error {
@@ -80,32 +97,46 @@ func runISCSILogout(out io.Writer, o *iscsiLogoutOptions) error {
 	if err != nil {
 		return err
 	}
-	pids := map[int][]sessionRef{}
+	matched, held := map[int][]sessionRef{}, map[int][]sessionRef{}
+	var pids []int
 	for _, s := range sessions {
+		pid := s.st.PID
+		if _, seen := held[pid]; !seen {
+			pids = append(pids, pid)
+		}
+		held[pid] = append(held[pid], s)
 		if o.all || s.path.Session.Target == o.target && (portal == "" || s.path.Session.Portal == portal) {
-			pids[s.st.PID] = nil
+			matched[pid] = append(matched[pid], s)
 		}
 	}
-	if len(pids) == 0 {
+	if len(matched) == 0 {
 		return errors.New("logout: no matching sessions")
 	}
-	for _, s := range sessions { // every session those processes hold goes
-		if _, ok := pids[s.st.PID]; ok {
-			pids[s.st.PID] = append(pids[s.st.PID], s)
-		}
-	}
 	var errs []error
-	for pid, ss := range pids {
-		for _, s := range ss {
-			fmt.Fprintf(out, "Logging out of session [sid: %d, target: %s, portal: %s]\n", s.sid, s.path.Session.Target, portalTag(s.path))
+	for _, pid := range pids {
+		ss := matched[pid]
+		if len(ss) == 0 {
+			continue
 		}
-		err := stopSessionProcess(pid, ss[0].st, o)
+		var err error
+		if len(ss) < len(held[pid]) {
+			// Other sessions of the process stay: log out of these only.
+			for _, s := range ss {
+				fmt.Fprintf(out, "Logging out of session %s\n", s.where())
+			}
+			err = requestLogout(pid, ss[0].st, o.target, portal, o)
+		} else {
+			ss = held[pid]
+			for _, s := range ss {
+				fmt.Fprintf(out, "Logging out of session %s\n", s.where())
+			}
+			err = stopSessionProcess(pid, ss[0].st, o)
+		}
 		for _, s := range ss {
-			where := fmt.Sprintf("[sid: %d, target: %s, portal: %s]", s.sid, s.path.Session.Target, portalTag(s.path))
 			if err != nil {
-				fmt.Fprintf(out, "Logout of %s: failed: %v\n", where, err)
+				fmt.Fprintf(out, "Logout of %s: failed: %v\n", s.where(), err)
 			} else {
-				fmt.Fprintf(out, "Logout of %s: successful\n", where)
+				fmt.Fprintf(out, "Logout of %s: successful\n", s.where())
 			}
 		}
 		if err != nil {

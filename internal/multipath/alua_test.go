@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +23,10 @@ type scriptedALUA struct {
 	mu     sync.Mutex
 	states map[uint16]initiator.ALUAState
 	ua     map[uint16]bool // group -> unit attention pending on its path
+	// explicit: the LU reports TPGS 11b and takes SET TARGET PORT GROUPS (counted in
+	// stpg); else TPGS 01b, and SET TARGET PORT GROUPS is an ILLEGAL REQUEST.
+	explicit bool
+	stpg     int
 }
 
 func (a *scriptedALUA) set(states map[uint16]initiator.ALUAState) {
@@ -36,6 +43,14 @@ type aluaPath struct {
 	*initiator.Client
 	a     *scriptedALUA
 	group uint16
+	dead  atomic.Bool // the path's link is down: no session, commands fail
+}
+
+func (p *aluaPath) Session() *initiator.Session {
+	if p.dead.Load() {
+		return nil
+	}
+	return p.Client.Session()
 }
 
 func checkCondition(key, asc, ascq byte) initiator.Result {
@@ -43,6 +58,21 @@ func checkCondition(key, asc, ascq byte) initiator.Result {
 }
 
 func (p *aluaPath) Execute(ctx context.Context, lun uint64, cdb, out, in []byte) (initiator.Result, error) {
+	if p.dead.Load() {
+		return initiator.Result{}, fmt.Errorf("path to group %d: %w: link down", p.group, initiator.ErrSessionFailed)
+	}
+	if cdb[0] == 0xa4 && cdb[1]&0x1f == 0x0a { // SET TARGET PORT GROUPS
+		p.a.mu.Lock()
+		defer p.a.mu.Unlock()
+		if !p.a.explicit {
+			return checkCondition(0x5, 0x24, 0x00), nil
+		}
+		p.a.stpg++
+		for d := out[4:]; len(d) >= 4; d = d[4:] {
+			p.a.states[binary.BigEndian.Uint16(d[2:])] = initiator.ALUAState(d[0] & 0x0f)
+		}
+		return initiator.Result{}, nil
+	}
 	p.a.mu.Lock()
 	state := p.a.states[p.group]
 	ua := p.a.ua[p.group]
@@ -68,6 +98,9 @@ func (p *aluaPath) Execute(ctx context.Context, lun uint64, cdb, out, in []byte)
 		r, err := p.Client.Execute(ctx, lun, cdb, out, in)
 		if len(in) > 5 {
 			in[5] |= 0x10 // TPGS: implicit ALUA
+			if p.a.explicit {
+				in[5] |= 0x20 // and explicit
+			}
 		}
 		return r, err
 	case inquiry && cdb[2] == 0x83:
@@ -90,7 +123,7 @@ func (p *aluaPath) Execute(ctx context.Context, lun uint64, cdb, out, in []byte)
 	return p.Client.Execute(ctx, lun, cdb, out, in)
 }
 
-func openALUAMap(t *testing.T, policy Policy, a *scriptedALUA) (*Map, *initiator.LUN) {
+func openALUAMap(t *testing.T, policy Policy, a *scriptedALUA, tune ...func(*Config)) (*Map, *initiator.LUN) {
 	t.Helper()
 	u := targetURL(t)
 	raw := "iscsi://" + u.Portal + "/" + u.Target + "/" + itoa(u.LUN)
@@ -98,7 +131,7 @@ func openALUAMap(t *testing.T, policy Policy, a *scriptedALUA) (*Map, *initiator
 	next := uint16(0)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	m, err := Open(ctx, Config{
+	cfg := Config{
 		Name: "mpathc", URLs: []string{raw, raw}, Policy: policy, Selector: RoundRobin,
 		PollingInterval: time.Hour, NoPathRetry: 1, // only the unit attention may re-read states
 		Session: initiator.Options{LoginTimeout: 5 * time.Second},
@@ -108,7 +141,11 @@ func openALUAMap(t *testing.T, policy Policy, a *scriptedALUA) (*Map, *initiator
 			next++
 			return &aluaPath{Client: initiator.NewClient(ctx, o), a: a, group: next}
 		},
-	})
+	}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	m, err := Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,5 +227,87 @@ func TestFailoverOrdersByPrio(t *testing.T) {
 	st := m.Status(dev.Size())
 	if len(st.Groups) != 2 || st.Groups[0].Paths[0] != 1 || st.Groups[0].Prio != 50 || !st.Paths[1].Active || st.Paths[0].Active {
 		t.Fatalf("failover groups: %+v paths active %v/%v, want path 1 (optimized) first and active", st.Groups, st.Paths[0].Active, st.Paths[1].Active)
+	}
+}
+
+// TestStandbyLeftExplicitALUA: when the active/optimized path dies and only a path to
+// a standby group is left, a target with explicit ALUA is asked (SET TARGET PORT
+// GROUPS) to make that group active/optimized, and I/O carries on there without an
+// error, as Linux's ALUA handler does when dm-multipath turns to a standby group.
+func TestStandbyLeftExplicitALUA(t *testing.T) {
+	a := &scriptedALUA{ua: map[uint16]bool{}, explicit: true}
+	a.states = map[uint16]initiator.ALUAState{1: initiator.ALUAActiveOptimized, 2: initiator.ALUAStandby}
+	m, dev := openALUAMap(t, GroupByPrio, a, func(c *Config) { c.PollingInterval, c.NoPathRetry = 200*time.Millisecond, 25 })
+	buf := bytes.Repeat([]byte{9}, 64<<10)
+	if _, err := dev.WriteAt(buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	if st := m.Status(0); st.Paths[1].State != PathGhost || st.Groups[1].Status != "enabled" {
+		t.Fatalf("standby path %s, its group %s: want ghost, enabled", st.Paths[1].State, st.Groups[1].Status)
+	}
+	m.paths[0].c.(*aluaPath).dead.Store(true)
+	start := time.Now()
+	if _, err := dev.WriteAt(buf, 64<<10); err != nil {
+		t.Fatalf("write with only the standby path left: %v, want it made active and used", err)
+	}
+	got := make([]byte, len(buf))
+	if _, err := dev.ReadAt(got, 0); err != nil || !bytes.Equal(got, buf) {
+		t.Fatalf("read through the formerly standby path: %v (equal %v)", err, bytes.Equal(got, buf))
+	}
+	t.Logf("failover to the standby group took %v", time.Since(start))
+	a.mu.Lock()
+	stpg, state := a.stpg, a.states[2]
+	a.mu.Unlock()
+	if stpg != 1 || state != initiator.ALUAActiveOptimized {
+		t.Errorf("SET TARGET PORT GROUPS sent %d times, group 2 %s; want once, active/optimized", stpg, state)
+	}
+	st := m.Status(dev.Size())
+	var sb strings.Builder
+	Print(&sb, []Status{st})
+	t.Logf("after the failover:\n%s", sb.String())
+	if p := st.Paths[1]; p.State != PathReady || !p.Active || p.Prio != 50 || p.ALUA != "active/optimized" {
+		t.Errorf("path 1 after the failover: %s active %v prio %d alua %s; want active ready, prio 50, active/optimized", p.State, p.Active, p.Prio, p.ALUA)
+	}
+}
+
+// TestStandbyLeftImplicitALUA: with implicit ALUA only, the initiator cannot change
+// the standby group's state: I/O with only the standby path left queues for the
+// no_path_retry window and fails with ErrNoPath saying why (not a hang, and the
+// standby path is never sent media access); when the target makes the group active
+// by itself within the window, the queued I/O succeeds.
+func TestStandbyLeftImplicitALUA(t *testing.T) {
+	a := &scriptedALUA{ua: map[uint16]bool{}}
+	a.states = map[uint16]initiator.ALUAState{1: initiator.ALUAActiveOptimized, 2: initiator.ALUAStandby}
+	const polling, retries = 200 * time.Millisecond, 5
+	m, dev := openALUAMap(t, GroupByPrio, a, func(c *Config) { c.PollingInterval, c.NoPathRetry = polling, retries })
+	buf := bytes.Repeat([]byte{3}, 64<<10)
+	if _, err := dev.WriteAt(buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	m.paths[0].c.(*aluaPath).dead.Store(true)
+	ios := m.Status(0).Paths[1].IOs
+	start := time.Now()
+	_, err := dev.WriteAt(buf, 0)
+	el := time.Since(start)
+	if !errors.Is(err, ErrNoPath) || !strings.Contains(err.Error(), "standby") || !strings.Contains(err.Error(), "implicit ALUA only") {
+		t.Fatalf("write with only a standby path left (implicit ALUA): %v; want ErrNoPath naming the standby group and implicit ALUA", err)
+	}
+	t.Logf("error after %v: %v", el, err)
+	if window := retries * polling; el < window || el > window+2*time.Second {
+		t.Errorf("the write failed after %v, want after the no_path_retry window of %v", el, window)
+	}
+	if got := m.Status(0).Paths[1].IOs; got != ios {
+		t.Errorf("%d commands went to the standby path, want none", got-ios)
+	}
+
+	go func() { // the target moves the standby group to active/optimized by itself
+		time.Sleep(2 * polling)
+		a.set(map[uint16]initiator.ALUAState{1: initiator.ALUAActiveOptimized, 2: initiator.ALUAActiveOptimized})
+	}()
+	if _, err := dev.WriteAt(buf, 0); err != nil {
+		t.Fatalf("write while the target makes the standby group active: %v, want success", err)
+	}
+	if st := m.Status(0).Paths[1]; st.State != PathReady || !st.Active {
+		t.Errorf("path 1 after the target's transition: %s active %v, want active ready", st.State, st.Active)
 	}
 }

@@ -17,10 +17,10 @@ var tur = []byte{0, 0, 0, 0, 0, 0}
 func (m *Map) verify(ctx context.Context, p *path) error {
 	p.verifyMu.Lock()
 	defer p.verifyMu.Unlock()
-	logins := p.c.Logins()
+	logins := p.conn().Logins()
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.PollingInterval+m.cfg.Session.NopTimeout)
 	defer cancel()
-	got, err := initiator.Identify(ctx, p.c, p.url.LUN)
+	got, err := initiator.Identify(ctx, p.conn(), p.url.LUN)
 	if err == nil && got == "" {
 		err = errors.New("the LUN reports no identity (VPD 0x83): cannot tell its paths apart from another LUN's")
 	}
@@ -42,7 +42,7 @@ func (m *Map) verify(ctx context.Context, p *path) error {
 		p.markFailed(err)
 		return err
 	}
-	info, aerr := initiator.ProbeALUA(ctx, p.c, p.url.LUN)
+	info, aerr := initiator.ProbeALUA(ctx, p.conn(), p.url.LUN)
 	p.mu.Lock()
 	p.verified = logins
 	p.lastErr = ""
@@ -102,14 +102,26 @@ func (m *Map) applyALUA(p *path, info initiator.ALUAInfo, err error, alive bool)
 	}
 }
 
+// startWatch starts the path's watcher.
+func (m *Map) startWatch(p *path) {
+	p.watched = make(chan struct{})
+	m.wg.Add(1)
+	go m.watch(p)
+}
+
 // watch follows one path's session: a drop marks the path faulty at once, and a new
-// login is verified at once, without waiting for the checker.
+// login is verified at once, without waiting for the checker. It returns when the
+// path is logged out.
 func (m *Map) watch(p *path) {
 	defer m.wg.Done()
+	defer close(p.watched)
 	for {
-		ch := p.c.Changed()
-		if p.c.Session() == nil {
-			if p.markFailed(errors.New("connection lost: " + p.c.Status().LastError)) {
+		if !p.live() {
+			return
+		}
+		ch := p.conn().Changed()
+		if p.conn().Session() == nil {
+			if p.markFailed(errors.New("connection lost: " + p.conn().Status().LastError)) {
 				m.log.Warn("path faulty: connection lost", "path", p.url.String())
 			}
 		} else if m.needsVerify(p) {
@@ -152,8 +164,11 @@ func (m *Map) checker() {
 }
 
 func (m *Map) check(p *path) {
-	if p.c.Session() == nil {
-		if p.markFailed(errors.New("not logged in: " + p.c.Status().LastError)) {
+	if !p.live() {
+		return
+	}
+	if p.conn().Session() == nil {
+		if p.markFailed(errors.New("not logged in: " + p.conn().Status().LastError)) {
 			m.log.Warn("path checker: path faulty", "path", p.url.String())
 		}
 		return
@@ -173,7 +188,7 @@ func (m *Map) check(p *path) {
 		}
 		return
 	}
-	info, aerr := initiator.ProbeALUA(ctx, p.c, p.url.LUN)
+	info, aerr := initiator.ProbeALUA(ctx, p.conn(), p.url.LUN)
 	m.applyALUA(p, info, aerr, true)
 }
 
@@ -182,7 +197,7 @@ func (m *Map) check(p *path) {
 // between ready and ghost); unit attentions are read and the command sent again.
 func (m *Map) testUnitReady(ctx context.Context, p *path) error {
 	for try := 0; ; try++ {
-		r, err := p.c.Execute(ctx, p.url.LUN, tur, nil, nil)
+		r, err := p.conn().Execute(ctx, p.url.LUN, tur, nil, nil)
 		if err != nil {
 			return err
 		}
@@ -212,11 +227,11 @@ func (m *Map) refreshALUA() {
 		defer m.aluaBusy.Store(false)
 		m.log.Info("ALUA state changed: reading every path's state")
 		for _, p := range m.paths {
-			if p.c.Session() == nil || m.needsVerify(p) {
+			if !p.live() || p.conn().Session() == nil || m.needsVerify(p) {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(m.ctx, m.cfg.PollingInterval+m.cfg.Session.NopTimeout)
-			info, err := initiator.ProbeALUA(ctx, p.c, p.url.LUN)
+			info, err := initiator.ProbeALUA(ctx, p.conn(), p.url.LUN)
 			cancel()
 			if err == nil {
 				m.applyALUA(p, info, nil, p.stateIs(PathReady, PathGhost))
@@ -241,24 +256,26 @@ func (p *path) stateIs(states ...PathState) bool {
 // the path in use stays active while it is usable).
 func (m *Map) regroup() {
 	prio := make([]int, len(m.paths))
+	var live []int // the paths not logged out
 	for i, p := range m.paths {
 		prio[i] = m.prioOf(p)
+		if p.live() {
+			live = append(live, i)
+		}
 	}
 	var groups [][]int
 	switch m.cfg.Policy {
 	case Multibus:
-		g := make([]int, len(m.paths))
-		for i := range g {
-			g[i] = i
+		if len(live) > 0 {
+			groups = [][]int{live}
 		}
-		groups = [][]int{g}
 	case Failover:
-		for i := range m.paths {
+		for _, i := range live {
 			groups = append(groups, []int{i})
 		}
 	case GroupByPrio:
 		index := map[int]int{} // prio -> group
-		for i := range m.paths {
+		for _, i := range live {
 			k, ok := index[prio[i]]
 			if !ok {
 				k = len(groups)

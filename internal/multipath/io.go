@@ -84,7 +84,7 @@ func (m *Map) Execute(ctx context.Context, lun uint64, cdb, out, in []byte) (ini
 			p.ios.Add(1)
 			p.inflight.Add(1)
 			p.inflightBytes.Add(int64(size))
-			r, err := p.c.Execute(ctx, lun, cdb, out, in)
+			r, err := p.conn().Execute(ctx, lun, cdb, out, in)
 			p.inflight.Add(-1)
 			p.inflightBytes.Add(-int64(size))
 			switch {
@@ -112,7 +112,15 @@ func (m *Map) Execute(ctx context.Context, lun uint64, cdb, out, in []byte) (ini
 			noPathSince = time.Now()
 			m.log.Warn("no path: queueing I/O")
 		}
+		m.activateStandby()
 		if !m.cfg.QueueIfNoPath && time.Since(noPathSince) >= time.Duration(m.cfg.NoPathRetry)*m.cfg.PollingInterval {
+			m.mu.Lock()
+			why := m.standbyWhy
+			m.mu.Unlock()
+			if why != "" {
+				return initiator.Result{}, fmt.Errorf("%s: %w (after %d retries of %v): only paths in ALUA standby or unavailable are left: %s",
+					m.cfg.Name, ErrNoPath, m.cfg.NoPathRetry, m.cfg.PollingInterval, why)
+			}
 			return initiator.Result{}, fmt.Errorf("%s: %w (after %d retries of %v)", m.cfg.Name, ErrNoPath, m.cfg.NoPathRetry, m.cfg.PollingInterval)
 		}
 		m.mu.Lock()
@@ -135,7 +143,10 @@ func (m *Map) Execute(ctx context.Context, lun uint64, cdb, out, in []byte) (ini
 func (m *Map) Unsolicited() int {
 	least := 0
 	for _, p := range m.paths {
-		if s := p.c.Session(); s != nil {
+		if !p.live() {
+			continue
+		}
+		if s := p.conn().Session(); s != nil {
 			if u := s.Unsolicited(); least == 0 || u < least {
 				least = u
 			}

@@ -18,6 +18,12 @@
 //
 // Paths are grouped by LUN identity (VPD 0x83): a path that reports another identity
 // than the first is refused, so two different LUNs are never merged.
+//
+// When only paths to ALUA standby (or unavailable) port groups are left, media access
+// is not sent to them: with explicit ALUA the map asks the target to make such a group
+// active (SET TARGET PORT GROUPS), with implicit ALUA only it waits for the target,
+// within the no_path_retry window (standby.go). LogoutPortal and LoginPortal take the
+// paths through one portal out of a running map and back (`rampart iscsi logout -p`).
 package multipath
 
 import (
@@ -114,9 +120,11 @@ const (
 
 type path struct {
 	url      initiator.URL
-	c        pathConn
-	changed  func()     // told of every state change (Map.Updates)
-	verifyMu sync.Mutex // one identity check at a time
+	opts     initiator.Options // the session options the path was opened with
+	c        pathConn          // replaced only while the path is logged out (LoginPortal)
+	watched  chan struct{}     // closed when the path's watcher returns
+	changed  func()            // told of every state change (Map.Updates)
+	verifyMu sync.Mutex        // one identity check at a time
 
 	mu       sync.Mutex
 	state    PathState
@@ -125,6 +133,9 @@ type path struct {
 	verified uint64 // the login (Client.Logins) whose identity was checked
 	alua     initiator.ALUAInfo
 	prio     int
+	// loggedOut: the path was logged out on request (LogoutPortal); it is no longer
+	// part of the map's groups or status, and its session is closed.
+	loggedOut bool
 
 	ios           atomic.Int64
 	inflight      atomic.Int64
@@ -135,7 +146,21 @@ type path struct {
 func (p *path) usable() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.state == PathReady
+	return p.state == PathReady && !p.loggedOut
+}
+
+// conn is the path's session. It changes only when a logged-out path logs in again.
+func (p *path) conn() pathConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.c
+}
+
+// live reports whether the path belongs to the map (it was not logged out).
+func (p *path) live() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.loggedOut
 }
 
 func (p *path) markFailed(err error) bool {
@@ -170,8 +195,12 @@ type Map struct {
 	changed  chan struct{} // closed and replaced whenever a path comes back
 	rr       atomic.Uint64
 	aluaBusy atomic.Bool
-	updates  chan struct{} // a token whenever a path or group changes state
-	wg       sync.WaitGroup
+	// standby*: the last attempt to use ghost paths when no path was ready (standby.go)
+	standbyBusy atomic.Bool
+	standbyAt   time.Time
+	standbyWhy  string
+	updates     chan struct{} // a token whenever a path or group changes state
+	wg          sync.WaitGroup
 }
 
 // ErrNoPath is the error of I/O that found no path within the no_path_retry window.
@@ -257,6 +286,7 @@ func Open(ctx context.Context, cfg Config) (*Map, error) {
 		if p.url.CHAP != nil {
 			o.CHAP = p.url.CHAP
 		}
+		p.opts = o
 		p.c = cfg.dial(m.ctx, o)
 	}
 	m.regroup()
@@ -290,8 +320,7 @@ func Open(ctx context.Context, cfg Config) (*Map, error) {
 	}
 	m.regroup()
 	for _, p := range m.paths {
-		m.wg.Add(1)
-		go m.watch(p)
+		m.startWatch(p)
 	}
 	m.wg.Add(1)
 	go m.checker()
@@ -302,11 +331,11 @@ func Open(ctx context.Context, cfg Config) (*Map, error) {
 func (m *Map) firstLogin(ctx context.Context, p *path) error {
 	deadline := time.NewTimer(m.cfg.Session.LoginTimeout + time.Second)
 	defer deadline.Stop()
-	for p.c.Session() == nil {
+	for p.conn().Session() == nil {
 		select {
-		case <-p.c.Changed():
+		case <-p.conn().Changed():
 		case <-deadline.C:
-			st := p.c.Status()
+			st := p.conn().Status()
 			return fmt.Errorf("path %s: not logged in: %s", p.url, st.LastError)
 		case <-ctx.Done():
 			return ctx.Err()
@@ -320,8 +349,8 @@ func (m *Map) Close() error {
 	m.cancel()
 	m.wg.Wait()
 	for _, p := range m.paths {
-		if p.c != nil {
-			p.c.Close()
+		if c := p.conn(); c != nil {
+			c.Close()
 		}
 	}
 	return nil
@@ -352,6 +381,7 @@ func (m *Map) Updates() <-chan struct{} { return m.updates }
 // notify wakes I/O waiting for a path.
 func (m *Map) notify() {
 	m.mu.Lock()
+	m.standbyWhy = "" // a path came back: what kept ghost paths unused is news of the past
 	close(m.changed)
 	m.changed = make(chan struct{})
 	m.mu.Unlock()

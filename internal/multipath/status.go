@@ -26,7 +26,14 @@ type Status struct {
 	// Groups are the path groups, best first; Paths index into Paths.
 	Groups []GroupStatus `json:"groups"`
 	Paths  []PathStatus  `json:"paths"`
-	Time   time.Time     `json:"time"`
+	// Configured is how many paths the map was opened with; Paths lacks those that
+	// were logged out (LogoutPortal).
+	Configured int `json:"configured"`
+	// PortalRequests says that the process holding the map takes requests to log
+	// out of one portal (`rampart iscsi logout -p`), or in to it again (`rampart iscsi
+	// login`), in the status directory.
+	PortalRequests bool      `json:"portal_requests,omitempty"`
+	Time           time.Time `json:"time"`
 	// Who holds the sessions: the process (for `rampart iscsi logout`), what started
 	// it ("attach" or "iscsi login") and its initiator name.
 	PID       int    `json:"pid,omitempty"`
@@ -45,7 +52,9 @@ type GroupStatus struct {
 // PathStatus is one path's line: its URL, whether I/O goes to it, its checker state,
 // priority and ALUA state, and its session.
 type PathStatus struct {
-	URL     string    `json:"url"`
+	URL string `json:"url"`
+	// Index is the path's place among the map's URLs (Status.Configured of them).
+	Index   int       `json:"index"`
 	Active  bool      `json:"active"`
 	State   PathState `json:"state"`
 	Since   time.Time `json:"since"`
@@ -73,38 +82,52 @@ func (m *Map) Status(size int64) Status {
 	m.mu.Lock()
 	groups, active := m.groups, m.active
 	m.mu.Unlock()
-	inActive := map[int]bool{}
-	for gi, g := range groups {
-		gs := GroupStatus{Paths: g, Status: "enabled"}
-		usable := false
-		for _, i := range g {
-			gs.Prio += m.prioOf(m.paths[i])
-			usable = usable || m.paths[i].usable()
-		}
-		gs.Prio /= max(len(g), 1)
-		switch {
-		case gi == active && usable:
-			gs.Status = "active"
-			for _, i := range g {
-				inActive[i] = true
-			}
-		case !usable:
-			gs.Status = "disabled"
-		}
-		st.Groups = append(st.Groups, gs)
-	}
+	// Paths lists the paths not logged out, in the order of the map's URLs; Index
+	// keeps each one's place in that list, so that a logout does not renumber the
+	// others' sessions.
+	at := map[int]int{} // index into m.paths -> index into st.Paths
 	for i, p := range m.paths {
 		p.mu.Lock()
-		ps := PathStatus{URL: p.url.String(), State: p.state, Since: p.since, Prio: p.prio, IOs: p.ios.Load(), LastErr: p.lastErr, LUN: p.url.LUN}
+		if p.loggedOut {
+			p.mu.Unlock()
+			continue
+		}
+		ps := PathStatus{URL: p.url.String(), Index: i, State: p.state, Since: p.since, Prio: p.prio, IOs: p.ios.Load(), LastErr: p.lastErr, LUN: p.url.LUN}
 		if p.alua.Supported {
 			ps.ALUA = p.alua.State.String()
 			tpg := p.alua.Port.Group
 			ps.TPG = &tpg
 		}
 		p.mu.Unlock()
-		ps.Active = ps.State == PathReady && inActive[i]
-		ps.Session = p.c.Status()
+		ps.Session = p.conn().Status()
+		at[i] = len(st.Paths)
 		st.Paths = append(st.Paths, ps)
+	}
+	st.Configured = len(m.paths)
+	for gi, g := range groups {
+		gs := GroupStatus{Status: "disabled"}
+		usable, up := false, false
+		for _, i := range g {
+			gs.Prio += m.prioOf(m.paths[i])
+			usable = usable || m.paths[i].usable()
+			up = up || m.paths[i].stateIs(PathGhost)
+			if k, ok := at[i]; ok {
+				gs.Paths = append(gs.Paths, k)
+			}
+		}
+		gs.Prio /= max(len(g), 1)
+		switch {
+		case gi == active && usable:
+			gs.Status = "active"
+			for _, k := range gs.Paths {
+				st.Paths[k].Active = st.Paths[k].State == PathReady
+			}
+		case usable || up:
+			// multipath -ll's "enabled": usable, or reachable in an ALUA state
+			// that refuses I/O for now (standby), as dm shows such a group
+			gs.Status = "enabled"
+		}
+		st.Groups = append(st.Groups, gs)
 	}
 	return st
 }

@@ -10,18 +10,23 @@
 #   2b. (rampart target) the target restarts mid-write: the sessions log in again by
 #      themselves, I/O resumes with zero errors, both paths active ready;
 #   3. both networks are cut for less than the no_path_retry window: I/O waits, resumes;
-#   4. both are cut for longer: I/O fails with EIO and nothing hangs.
+#   4. both are cut for longer: I/O fails with EIO and nothing hangs;
+#   5. both come back; `rampart iscsi logout -p` of network 1's portal (the path in
+#      use) while writing: zero I/O errors, that session logs out, the map keeps the
+#      path over network 2 and the attach keeps running.
 # usage: multipath-cut.sh RAMPART_BINARY [rampart|tgt]     (as root)
 # POLICY picks the attach's path grouping policy (default failover); with the rampart
 # target, ALUA=TAG=STATE sets a portal group's ALUA state, e.g.
 #   POLICY=group_by_prio ALUA=2=active-non-optimized multipath-cut.sh bin/rampart rampart
+# DRILL_NS prefixes the network namespaces' names (default rpdrill), TGT_CONTROL_PORT is
+# tgtd's control port (default 79), so that two drills can run side by side.
 set -euo pipefail
 bin=$(realpath "$1"); target_kind=${2:-rampart}
 policy=${POLICY:-failover}; alua=()
 [ -n "${ALUA:-}" ] && alua=(--alua "$ALUA")
 iqn=iqn.2024-03.org.clusterlab:storage.md0
 work=$(mktemp -d /tmp/rampart-drill.XXXXXX)
-S=rpdrill-storage; C=rpdrill-chunk1
+S=${DRILL_NS:-rpdrill}-storage; C=${DRILL_NS:-rpdrill}-chunk1; tgt_port=${TGT_CONTROL_PORT:-79}
 ns() { nsenter --net=/var/run/netns/$1 "${@:2}"; }
 pids=()
 cleanup() {
@@ -33,7 +38,7 @@ cleanup() {
   sleep 0.5
   umount -l "$work/attach" 2>/dev/null
   for p in "${pids[@]}"; do pkill -KILL -P "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
-  pkill -KILL -f -- "--control-port 79" 2>/dev/null; pkill -KILL -f -- "$work" 2>/dev/null
+  pkill -KILL -f -- "--control-port $tgt_port\$" 2>/dev/null; pkill -KILL -f -- "$work" 2>/dev/null
   ip netns del $S 2>/dev/null; ip netns del $C 2>/dev/null
   rm -rf "$work"
 }
@@ -59,12 +64,12 @@ rampart)
   }
   serve; lun=0 ;;
 tgt)
-  ns $S tgtd -f --iscsi portal=10.3.1.1:3260 --control-port 79 >"$work/target.log" 2>&1 &
+  ns $S tgtd -f --iscsi portal=10.3.1.1:3260 --control-port "$tgt_port" >"$work/target.log" 2>&1 &
   pids+=($!); sleep 0.5
-  tgtadm -C 79 --lld iscsi --op new --mode portal --param portal=10.3.2.1:3260
-  tgtadm -C 79 --lld iscsi --op new --mode target --tid 1 -T $iqn
-  tgtadm -C 79 --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$work/md0.img"
-  tgtadm -C 79 --lld iscsi --op bind --mode target --tid 1 -I ALL
+  tgtadm -C "$tgt_port" --lld iscsi --op new --mode portal --param portal=10.3.2.1:3260
+  tgtadm -C "$tgt_port" --lld iscsi --op new --mode target --tid 1 -T $iqn
+  tgtadm -C "$tgt_port" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$work/md0.img"
+  tgtadm -C "$tgt_port" --lld iscsi --op bind --mode target --tid 1 -I ALL
   lun=1 ;;
 *) echo "usage: $0 BINARY [rampart|tgt]"; exit 2 ;;
 esac
@@ -162,4 +167,21 @@ fi
 took=$(( $(date +%s) - start ))
 [ $took -lt 60 ] || fail "I/O hung with no path"
 echo "I/O failed after ${took}s with no path (no_path_retry 3 x 2 s): $(grep -o 'Input/output error' "$work/w4.log" | head -1)"
+
+echo "== 5. restore both networks, then log out of network 1's portal while writing"
+ip -n $S link set st1 up; ip -n $S link set st2 up
+for _ in $(seq 150); do [ "$(grep -c ' active ready' <<<"$(status)")" = 2 ] && break; sleep 0.1; done
+[ "$(grep -c ' active ready' <<<"$(status)")" = 2 ] || { status; fail "paths not active ready after both networks came back"; }
+python3 "$work/writer.py" "$work/attach/mpatha" 6 >"$work/w5.log" 2>&1 & w=$!
+sleep 2
+"$bin" iscsi logout -T $iqn -p 10.3.1.1:3260 --status-dir "$work/status" || fail "iscsi logout -p 10.3.1.1 failed"
+wait $w || fail "writer saw errors across the logout of one portal: $(cat "$work/w5.log")"
+echo "writer: $(cat "$work/w5.log")"
+attach_pid=$(sed -n 's/.*"pid": \([0-9]*\).*/\1/p' "$work/status/mpatha.json")
+[ -n "$attach_pid" ] && kill -0 "$attach_pid" 2>/dev/null || fail "the attach ended with the logout of one portal"
+! has '10.3.1.1' || { status; fail "the map still shows the path over network 1 after its logout"; }
+has '10.3.2.1.* active ready' || { status; fail "the path over network 2 is not active ready after the logout of network 1"; }
+grep -q 'logging out path.*10.3.1.1' "$work/attach.log" || fail "the attach did not log out the path over network 1"
+status
+"$bin" iscsi session --status-dir "$work/status"
 echo "DRILL OK ($target_kind)"

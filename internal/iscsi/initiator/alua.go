@@ -158,6 +158,10 @@ func ParsePortIdentity(page []byte) (PortIdentity, error) {
 // state. Supported is false for a logical unit without ALUA (TPGS=0).
 type ALUAInfo struct {
 	Supported bool
+	// Explicit: the logical unit takes SET TARGET PORT GROUPS (INQUIRY TPGS 10b or
+	// 11b), so an initiator may change the groups' states; with implicit ALUA only
+	// (TPGS 01b) only the target changes them.
+	Explicit  bool
 	Port      PortIdentity
 	State     ALUAState
 	Preferred bool
@@ -176,6 +180,7 @@ func ProbeALUA(ctx context.Context, c Commander, lun uint64) (ALUAInfo, error) {
 	if r.DataIn < 6 || inq[5]&0x30 == 0 {
 		return info, nil
 	}
+	explicit := inq[5]&0x20 != 0
 	page := make([]byte, 252)
 	r, err = Command(ctx, c, lun, []byte{0x12, 0x01, 0x83, 0, 252, 0}, nil, page)
 	if err != nil {
@@ -196,12 +201,28 @@ func ProbeALUA(ctx context.Context, c Commander, lun uint64) (ALUAInfo, error) {
 			}
 		}
 		if mine {
-			info.Supported, info.State, info.Preferred = true, g.State, g.Preferred
+			info.Supported, info.Explicit, info.State, info.Preferred = true, explicit, g.State, g.Preferred
 			info.Port.Group, info.Port.HasGroup = g.ID, true
 			return info, nil
 		}
 	}
 	return info, fmt.Errorf("LUN %d: target port group %d (relative port %d) is not in the target's report", lun, info.Port.Group, info.Port.RelativePort)
+}
+
+// SetTargetPortGroups asks the logical unit to put target port group group in state
+// (SET TARGET PORT GROUPS: MAINTENANCE OUT, service action 0x0A, SPC-4 6.35), as
+// Linux's ALUA device handler does when multipath turns to a path group in standby.
+// Only a logical unit with explicit ALUA (ALUAInfo.Explicit) takes it.
+func SetTargetPortGroups(ctx context.Context, c Commander, lun uint64, group uint16, state ALUAState) error {
+	param := make([]byte, 8) // 4 reserved bytes, then one 4-byte descriptor
+	param[4] = byte(state) & 0x0f
+	binary.BigEndian.PutUint16(param[6:], group)
+	cdb := []byte{0xa4, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(cdb[6:], uint32(len(param)))
+	if _, err := Command(ctx, c, lun, cdb, param, nil); err != nil {
+		return fmt.Errorf("LUN %d: set target port group %d %s: %w", lun, group, state, err)
+	}
+	return nil
 }
 
 // ALUA sense codes a multipath layer reacts to.

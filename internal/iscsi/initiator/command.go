@@ -427,7 +427,12 @@ func (s *Session) complete(t *task) {
 }
 
 // keepalive pings the target when the connection is idle and fails the session when a
-// ping goes unanswered for NopTimeout.
+// ping goes unanswered for NopTimeout while nothing else arrives either. It never
+// waits for the connection's writer: when a link dies under writes carrying
+// unsolicited data, the socket's send buffer fills and the writer blocks holding
+// wmu; the ping then waits in its own goroutine, the timeout runs from when it was
+// queued (as open-iscsi's transport timer, which does not wait for the ping to leave),
+// and failing the session closes the connection, which unblocks the writer.
 func (s *Session) keepalive() {
 	defer s.wg.Done()
 	tick := time.NewTicker(min(s.o.NopInterval, s.o.NopTimeout) / 4)
@@ -465,7 +470,11 @@ func (s *Session) ping(now time.Time) {
 	p.SetU32(24, s.cmdSN)
 	p.SetU32(28, s.expSN)
 	s.mu.Unlock()
-	if err := s.send(&p); err != nil {
-		s.fail(err)
-	}
+	s.wg.Add(1) // keepalive holds the group, so the count is not zero here
+	go func() {
+		defer s.wg.Done()
+		if err := s.send(&p); err != nil {
+			s.fail(fmt.Errorf("send NOP-Out: %w", err))
+		}
+	}()
 }

@@ -262,9 +262,12 @@ func (l *LUN) write(p []byte, off int64, fua bool) (int, error) {
 
 // minWritePiece is the smallest piece a write is split into. A target that takes less
 // unsolicited data (tgt: 8 KiB of immediate data) gets writes of maxXfer bytes and R2Ts,
-// as before: many small commands cost more than the round trip they save, and in the
-// multipath drill against tgt they made a write with no path left hang instead of
-// failing with EIO (not understood yet).
+// as before: many small commands cost more than the round trip they save. (Split
+// writes once made a write with no path left hang in the multipath drill against tgt:
+// all their data leaves at once, so a cut link filled the socket's send buffer, the
+// writer blocked holding the connection, and so did the NOP-Out that should have
+// detected the cut. Session.keepalive no longer waits for the writer; see
+// TestCutLinkUnderSplitWritesFails and multipath's TestSplitWritesWhosePathsDie.)
 const minWritePiece = 64 << 10
 
 // unsolicitedWriter is a Commander that tells how much write data a command carries

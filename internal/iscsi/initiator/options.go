@@ -1,8 +1,10 @@
 package initiator
 
 import (
+	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"time"
 )
 
@@ -40,6 +42,9 @@ type Options struct {
 	// multipath layer that sends them down another path instead.
 	ReplacementTimeout time.Duration
 	Logger             *slog.Logger
+	// DialContext opens the TCP connection to the portal (default: net.Dialer's);
+	// tests inject a connection that fails or stalls on demand.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // DefaultInitiatorName is used when Options.InitiatorName is empty.
@@ -63,6 +68,10 @@ func (o *Options) defaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.DialContext == nil {
+		var d net.Dialer
+		o.DialContext = d.DialContext
 	}
 }
 

@@ -80,8 +80,7 @@ func dial(ctx context.Context, o Options, isid [6]byte) (*Session, error) {
 	portal := withDefaultPort(o.Portal)
 	ctx, cancel := context.WithTimeout(ctx, o.LoginTimeout)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", portal)
+	conn, err := o.DialContext(ctx, "tcp", portal)
 	if err != nil {
 		return nil, fmt.Errorf("connect to portal %s: %w", portal, err)
 	}
