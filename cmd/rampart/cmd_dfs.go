@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/rampart-storage/rampart/internal/dfs/meta"
 	"github.com/rampart-storage/rampart/internal/dfs/proto"
 	"github.com/rampart-storage/rampart/internal/units"
+	"github.com/rampart-storage/rampart/internal/web"
 )
 
 // addDFSCommands adds the distributed file system's commands: master,
@@ -32,21 +35,25 @@ type masterOptions struct {
 	listen   string // clients
 	csListen string // chunkservers
 	metaSync string
+	http     string // web console and /metrics; "" disables
+	httpSet  bool   // --http was given
 }
 
 func newMasterCmd(g *globalOptions) *cobra.Command {
 	o := &masterOptions{}
 	cmd := &cobra.Command{
-		Use:   "master --dir DIR [--listen ADDR]",
-		Short: "Run the DFS master (namespace and chunk map; clients :9421, chunkservers :9420)",
+		Use:   "master --dir DIR [--listen ADDR] [--http ADDR]",
+		Short: "Run the DFS master (namespace and chunk map; clients :9421, chunkservers :9420, web console :9425)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.httpSet = cmd.Flags().Changed("http")
 			return runMaster(cmd.Context(), g, o)
 		},
 	}
 	cmd.Flags().StringVar(&o.dir, "dir", "", "metadata directory (required)")
 	cmd.Flags().StringVar(&o.listen, "listen", master.DefaultClientListen, "address for clients")
 	cmd.Flags().StringVar(&o.csListen, "cs-listen", master.DefaultChunkserverListen, "address for chunkservers")
+	cmd.Flags().StringVar(&o.http, "http", web.DefaultListen, `address of the web console and /metrics ("" disables)`)
 	addMetaSyncFlags(cmd, &o.metaSync)
 	cmd.MarkFlagRequired("dir")
 	return cmd
@@ -80,8 +87,37 @@ func runMaster(ctx context.Context, g *globalOptions, o *masterOptions) error {
 	if err := m.Start(ctx); err != nil {
 		return err
 	}
+	stop, err := startWeb(ctx, g, o.http, o.httpSet, m)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	<-ctx.Done()
 	return nil
+}
+
+// startWeb serves the web console and /metrics of m on addr (nothing if addr
+// is empty); the returned function stops it. If the default address
+// (explicit false) is taken, for instance by a second single-machine DFS or
+// by MooseFS's mfscgiserv, the DFS runs without its console and says so; an
+// address given with --http must work.
+func startWeb(ctx context.Context, g *globalOptions, addr string, explicit bool, m *master.Master) (func(), error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	log := g.logger().With("role", "web")
+	s, err := web.New(web.Config{Listen: addr, Source: m, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Start(ctx); err != nil {
+		if !explicit && errors.Is(err, syscall.EADDRINUSE) {
+			log.Warn("web console not started: its default address is in use; choose one with --http", "addr", addr)
+			return func() {}, nil
+		}
+		return nil, fmt.Errorf("--http: %w", err)
+	}
+	return func() { s.Close() }, nil
 }
 
 type chunkserverOptions struct {
@@ -129,21 +165,25 @@ type dfsServerOptions struct {
 	listen       string
 	chunkservers int
 	metaSync     string
+	http         string // web console; "" disables
+	httpSet      bool   // --http was given (else: the --listen host, port 9425)
 }
 
 func newDFSServerCmd(g *globalOptions) *cobra.Command {
 	o := &dfsServerOptions{}
 	cmd := &cobra.Command{
-		Use:   "server --dir DIR [--listen ADDR]",
+		Use:   "server --dir DIR [--listen ADDR] [--http ADDR]",
 		Short: "Run a master and three chunkservers in one process (single-machine DFS)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.httpSet = cmd.Flags().Changed("http")
 			return runDFSServer(cmd.Context(), g, o)
 		},
 	}
 	cmd.Flags().StringVar(&o.dir, "dir", "", "data directory (required)")
 	cmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:9421", "master's client address; chunkservers register on the port below it")
 	cmd.Flags().IntVar(&o.chunkservers, "chunkservers", 3, "number of chunkservers")
+	cmd.Flags().StringVar(&o.http, "http", "", `address of the web console and /metrics (default: the --listen host, port `+web.DefaultPort+`; "" disables)`)
 	addMetaSyncFlags(cmd, &o.metaSync)
 	cmd.MarkFlagRequired("dir")
 	return cmd
@@ -169,6 +209,14 @@ func runDFSServer(ctx context.Context, g *globalOptions, o *dfsServerOptions) er
 		return err
 	}
 	defer cl.Close()
+	if !o.httpSet {
+		o.http = net.JoinHostPort(host, web.DefaultPort)
+	}
+	stop, err := startWeb(ctx, g, o.http, o.httpSet, cl.Master)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	log.Info("dfs server ready", "master", cl.Master.ClientAddr(), "chunkservers", len(cl.Chunkservers))
 	<-ctx.Done()
 	return nil

@@ -37,6 +37,8 @@ var allowed = map[string][]string{
 	"internal/dfs/master":      {"internal/dfs/proto", "internal/dfs/meta", "internal/dfs/master"},
 	// The demo drives rampart processes through their CLIs; it reads only wire types.
 	"internal/demo": {"internal/dfs/proto"},
+	// The web console reads the master's state in process.
+	"internal/web": {"internal/dfs/master", "internal/dfs/proto"},
 }
 
 // rule returns the most specific rule for a package directory.
