@@ -1,160 +1,79 @@
 package web
 
 import (
-	"fmt"
-	"math"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"regexp"
-	"strconv"
+	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/rampart-storage/rampart/internal/dfs/master"
 )
 
-// exposition is a parsed Prometheus text exposition.
+// exposition is a scrape parsed by expfmt's text parser.
 type exposition struct {
-	types   map[string]string  // family -> gauge, counter, ...
-	samples map[string]float64 // series (name{labels} as written) -> value
+	families map[string]*dto.MetricFamily
+	// samples maps a series, written name{label="value",...} with the
+	// labels sorted by name, to its value.
+	samples map[string]float64
 }
 
-var (
-	metricName = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
-	labelName  = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
-)
-
-// parseExposition checks text against the text format (version 0.0.4) as
-// this package writes it: every family has HELP then TYPE before its
-// samples, families are not interleaved or repeated, every sample belongs
-// to the family declared last, label values are quoted with \\, \" and \n
-// escapes only, no series repeats, values are floats.
-func parseExposition(text string) (*exposition, error) {
-	e := &exposition{types: map[string]string{}, samples: map[string]float64{}}
-	if !strings.HasSuffix(text, "\n") {
-		return nil, fmt.Errorf("exposition does not end with a newline")
+// parseExposition parses the text format strictly (expfmt.TextParser) and
+// indexes the gauge and counter samples by series.
+func parseExposition(t *testing.T, text string) *exposition {
+	t.Helper()
+	var p expfmt.TextParser
+	mfs, err := p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v\n%s", err, text)
 	}
-	var current, helped string
-	for i, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
-		fail := func(format string, a ...any) error {
-			return fmt.Errorf("line %d %q: %s", i+1, line, fmt.Sprintf(format, a...))
-		}
-		switch {
-		case strings.HasPrefix(line, "# HELP "):
-			f := strings.SplitN(strings.TrimPrefix(line, "# HELP "), " ", 2)
-			if len(f) != 2 || !metricName.MatchString(f[0]) || f[1] == "" {
-				return nil, fail("bad HELP")
-			}
-			if _, seen := e.types[f[0]]; seen {
-				return nil, fail("family %s declared twice", f[0])
-			}
-			if strings.Contains(strings.ReplaceAll(strings.ReplaceAll(f[1], `\\`, ""), `\n`, ""), `\`) {
-				return nil, fail("bad escape in HELP")
-			}
-			helped = f[0]
-		case strings.HasPrefix(line, "# TYPE "):
-			f := strings.Fields(strings.TrimPrefix(line, "# TYPE "))
-			if len(f) != 2 || f[0] != helped {
-				return nil, fail("TYPE not right after the family's HELP")
-			}
-			switch f[1] {
-			case "gauge", "counter":
+	e := &exposition{families: mfs, samples: map[string]float64{}}
+	for name, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var v float64
+			switch mf.GetType() {
+			case dto.MetricType_GAUGE:
+				v = m.GetGauge().GetValue()
+			case dto.MetricType_COUNTER:
+				v = m.GetCounter().GetValue()
 			default:
-				return nil, fail("type %s", f[1])
-			}
-			e.types[f[0]], current = f[1], f[0]
-		case strings.HasPrefix(line, "#") || line == "":
-			return nil, fail("unexpected comment or blank line")
-		default:
-			name, labels, value, err := splitSample(line)
-			if err != nil {
-				return nil, fail("%v", err)
-			}
-			if name != current {
-				return nil, fail("sample of %s outside its family (current %q)", name, current)
-			}
-			if e.types[name] == "counter" && !strings.HasSuffix(name, "_total") {
-				return nil, fail("counter without _total")
-			}
-			series := name
-			if labels != "" {
-				series += "{" + labels + "}"
-			}
-			if _, dup := e.samples[series]; dup {
-				return nil, fail("series repeated")
-			}
-			v, err := strconv.ParseFloat(value, 64)
-			if err != nil && value != "+Inf" && value != "-Inf" && value != "NaN" {
-				return nil, fail("value %q", value)
-			}
-			if e.types[name] == "counter" && (v < 0 || math.IsNaN(v)) {
-				return nil, fail("counter value %v", v)
-			}
-			e.samples[series] = v
-		}
-	}
-	return e, nil
-}
-
-// splitSample parses name{l="v",...} value, checking the label syntax; it
-// returns the labels as written between the braces.
-func splitSample(line string) (name, labels, value string, err error) {
-	i := strings.IndexAny(line, "{ ")
-	if i < 0 {
-		return "", "", "", fmt.Errorf("no value")
-	}
-	name, rest := line[:i], line[i:]
-	if !metricName.MatchString(name) {
-		return "", "", "", fmt.Errorf("metric name %q", name)
-	}
-	if rest[0] == '{' {
-		j := 1
-		for {
-			k := strings.Index(rest[j:], `="`)
-			if k < 0 || !labelName.MatchString(rest[j:j+k]) {
-				return "", "", "", fmt.Errorf("label name at %q", rest[j:])
-			}
-			j += k + 2
-			for ; ; j++ {
-				if j >= len(rest) {
-					return "", "", "", fmt.Errorf("unterminated label value")
-				}
-				if rest[j] == '\\' {
-					if j+1 >= len(rest) || !strings.ContainsRune(`\"n`, rune(rest[j+1])) {
-						return "", "", "", fmt.Errorf("bad escape in label value")
-					}
-					j++
-					continue
-				}
-				if rest[j] == '"' {
-					break
-				}
-			}
-			j++
-			if j < len(rest) && rest[j] == ',' {
-				j++
 				continue
 			}
-			if j < len(rest) && rest[j] == '}' {
-				break
-			}
-			return "", "", "", fmt.Errorf("after label value: %q", rest[j:])
+			e.samples[series(name, m)] = v
 		}
-		labels, rest = rest[1:j], rest[j+1:]
 	}
-	if len(rest) < 2 || rest[0] != ' ' || strings.Contains(rest[1:], " ") {
-		return "", "", "", fmt.Errorf("value part %q", rest)
+	return e
+}
+
+func series(name string, m *dto.Metric) string {
+	labels := m.GetLabel()
+	if len(labels) == 0 {
+		return name
 	}
-	return name, labels, rest[1:], nil
+	pairs := make([]string, len(labels))
+	for i, l := range labels {
+		pairs[i] = l.GetName() + `="` + l.GetValue() + `"`
+	}
+	sort.Strings(pairs)
+	return name + "{" + strings.Join(pairs, ",") + "}"
 }
 
 func scrape(t *testing.T, url string) *exposition {
 	t.Helper()
 	code, h, body := get(t, url+"/metrics")
-	if code != 200 || h.Get("Content-Type") != "text/plain; version=0.0.4; charset=utf-8" {
-		t.Fatalf("GET /metrics: %d %q", code, h.Get("Content-Type"))
+	if code != 200 || h.Get("Content-Type") != string(expfmt.FmtText) {
+		t.Fatalf("GET /metrics: got %d %q, want 200 %q; body:\n%s", code, h.Get("Content-Type"), expfmt.FmtText, body)
 	}
-	e, err := parseExposition(body)
-	if err != nil {
-		t.Fatalf("/metrics does not parse: %v\n%s", err, body)
-	}
-	return e
+	return parseExposition(t, body)
 }
 
 func (e *exposition) value(t *testing.T, series string) float64 {
@@ -177,8 +96,8 @@ func TestMetricsFollowTheCluster(t *testing.T) {
 		`rampart_dfs_chunks{state="missing"}`:               0,
 		`rampart_dfs_copies{state="valid"}`:                 7,
 		`rampart_dfs_copies{state="lost"}`:                  0,
-		`rampart_dfs_chunks_by_copies{goal="2",copies="2"}`: 2,
-		`rampart_dfs_chunks_by_copies{goal="3",copies="3"}`: 1,
+		`rampart_dfs_chunks_by_copies{copies="2",goal="2"}`: 2,
+		`rampart_dfs_chunks_by_copies{copies="3",goal="3"}`: 1,
 		`rampart_dfs_replication_queue{kind="undergoal"}`:   0,
 		`rampart_dfs_meta_sync_info{mode="interval"}`:       1,
 		`rampart_dfs_inodes`:                                3,
@@ -254,58 +173,195 @@ func TestMetricsFollowTheCluster(t *testing.T) {
 	if got := after.value(t, `rampart_dfs_chunks{state="undergoal"}`); got < 1 {
 		t.Errorf(`rampart_dfs_chunks{state="undergoal"}: got %v, want at least 1 (the goal-3 chunk)`, got)
 	}
-	if got := after.value(t, `rampart_dfs_chunks_by_copies{goal="3",copies="2"}`); got != 1 {
+	if got := after.value(t, `rampart_dfs_chunks_by_copies{copies="2",goal="3"}`); got != 1 {
 		t.Errorf(`chunks of goal 3 with 2 copies: got %v, want 1`, got)
 	}
 	// The console counts its own requests.
-	if got := after.value(t, `rampart_web_requests_total{route="/metrics",code="200"}`); got < 2 {
+	if got := after.value(t, `rampart_web_requests_total{code="200",route="/metrics"}`); got < 2 {
 		t.Errorf("/metrics requests counted: got %v, want at least 2", got)
 	}
-}
-
-func TestExpositionEscapes(t *testing.T) {
-	var w promWriter
-	w.family("x_total", "counter", "help with \\ and\nnewline")
-	w.sample("x_total", 1, "addr", "a\"b\\c\nd", "k", "")
-	w.sample("x_total", math.Inf(1), "addr", "plain")
-	want := "# HELP x_total help with \\\\ and\\nnewline\n# TYPE x_total counter\n" +
-		"x_total{addr=\"a\\\"b\\\\c\\nd\",k=\"\"} 1\nx_total{addr=\"plain\"} +Inf\n"
-	if got := w.b.String(); got != want {
-		t.Errorf("got:\n%s\nwant:\n%s", got, want)
-	}
-	if _, err := parseExposition(want); err != nil {
-		t.Errorf("the parser refuses a valid exposition: %v", err)
-	}
-	for _, bad := range []string{
-		"x 1\n",                             // no family
-		"# HELP x h\n# TYPE x gauge\ny 1\n", // sample of another family
-		"# HELP x h\n# TYPE x gauge\nx{a=\"\\q\"} 1\n",             // bad escape
-		"# HELP x h\n# TYPE x gauge\nx 1\nx 2\n",                   // repeated series
-		"# HELP x h\n# TYPE x gauge\nx{a=\"b} 1\n",                 // unterminated
-		"# HELP x h\n# TYPE x gauge\nx one\n",                      // value
-		"# HELP x h\n# TYPE x gauge\n# HELP x h\n# TYPE x gauge\n", // family twice
-	} {
-		if _, err := parseExposition(bad); err == nil {
-			t.Errorf("the parser accepts %q", bad)
+	// The Go runtime and process collectors are in the registry.
+	for _, name := range []string{"go_goroutines", "go_memstats_heap_alloc_bytes", "process_cpu_seconds_total", "process_resident_memory_bytes"} {
+		if after.families[name] == nil {
+			t.Errorf("no %s: the Go or process collector is missing", name)
 		}
 	}
 }
 
-func TestFormats(t *testing.T) {
-	for _, tc := range []struct {
-		v    float64
-		want string
-	}{{0, "0"}, {811659522048, "811659522048"}, {0.25, "0.25"}, {1.5e15, "1.5e+15"}, {math.NaN(), "NaN"}, {math.Inf(-1), "-Inf"}} {
-		if got := formatValue(tc.v); got != tc.want {
-			t.Errorf("formatValue(%v): got %q, want %q", tc.v, got, tc.want)
+// docMetric is one row of the metrics table of docs/web.md.
+type docMetric struct {
+	typ    dto.MetricType
+	labels string // label names, sorted, comma-separated
+}
+
+// docMetrics reads the metrics table of docs/web.md: the rows whose first
+// cell is a rampart_ metric name, "(counter)" after it for counters.
+func docMetrics(t *testing.T) map[string]docMetric {
+	t.Helper()
+	doc, err := os.ReadFile("../../docs/web.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `(rampart_[a-z_]+)`( \\(counter\\))? \\| ([^|]*)\\|")
+	label := regexp.MustCompile("`([a-z_]+)`")
+	out := map[string]docMetric{}
+	for _, m := range row.FindAllStringSubmatch(string(doc), -1) {
+		d := docMetric{typ: dto.MetricType_GAUGE}
+		if m[2] != "" {
+			d.typ = dto.MetricType_COUNTER
+		}
+		var names []string
+		for _, l := range label.FindAllStringSubmatch(m[3], -1) {
+			names = append(names, l[1])
+		}
+		sort.Strings(names)
+		d.labels = strings.Join(names, ",")
+		out[m[1]] = d
+	}
+	if len(out) < 20 {
+		t.Fatalf("docs/web.md: found %d metrics in the table, want the whole table", len(out))
+	}
+	return out
+}
+
+// TestMetricsAreDocumented checks that the rampart_ families of a scrape
+// are exactly the ones docs/web.md lists, with its types and label names,
+// and that they pass promlint (Prometheus's naming rules).
+func TestMetricsAreDocumented(t *testing.T) {
+	k := startConsole(t)
+	if _, err := k.c.Info(t.Context()); err != nil { // a request the master counts
+		t.Fatal(err)
+	}
+	scrape(t, k.url) // so that rampart_web_requests_total has a sample
+	e := scrape(t, k.url)
+	doc := docMetrics(t)
+	var ours []*dto.MetricFamily
+	for name, mf := range e.families {
+		if !strings.HasPrefix(name, "rampart_") {
+			continue
+		}
+		ours = append(ours, mf)
+		d, ok := doc[name]
+		if !ok {
+			t.Errorf("%s is not in the table of docs/web.md", name)
+			continue
+		}
+		if mf.GetType() != d.typ {
+			t.Errorf("%s: type %v, docs/web.md says %v", name, mf.GetType(), d.typ)
+		}
+		for _, m := range mf.GetMetric() {
+			var names []string
+			for _, l := range m.GetLabel() {
+				names = append(names, l.GetName())
+			}
+			sort.Strings(names)
+			if got := strings.Join(names, ","); got != d.labels {
+				t.Errorf("%s: labels %q, docs/web.md says %q", series(name, m), got, d.labels)
+			}
 		}
 	}
-	for _, tc := range []struct {
-		n    uint64
-		want string
-	}{{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {1536, "1.5 KiB"}, {5 << 30, "5.0 GiB"}, {1 << 60, "1.0 EiB"}} {
-		if got := humanSize(tc.n); got != tc.want {
-			t.Errorf("humanSize(%d): got %q, want %q", tc.n, got, tc.want)
+	for name := range doc {
+		if e.families[name] == nil {
+			if _, counts := any(k.cl.Master).(requestCounter); name == "rampart_dfs_requests_total" && !counts {
+				continue
+			}
+			t.Errorf("docs/web.md lists %s, the scrape has no such family", name)
 		}
+	}
+	problems, err := promlint.NewWithMetricFamilies(ours).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+// fakeSource serves a fixed status (or an error) and counts the builds.
+type fakeSource struct {
+	st     *master.Status
+	err    error
+	builds atomic.Int32
+}
+
+func (f *fakeSource) Info() (*master.Info, error) { return f.st.Info, f.err }
+
+func (f *fakeSource) Status() (*master.Status, error) {
+	f.builds.Add(1)
+	return f.st, f.err
+}
+
+func fakeStatus(addrs ...string) *master.Status {
+	st := &master.Status{Time: time.Now(), Started: time.Now(), Info: &master.Info{}, MetaSync: "always"}
+	for _, a := range addrs {
+		st.Servers = append(st.Servers, master.ServerStatus{Addr: a, Live: true, LastHeartbeat: time.Now()})
+	}
+	return st
+}
+
+func serve(t *testing.T, src Source, maxAge time.Duration) http.Handler {
+	t.Helper()
+	s, err := New(Config{Source: src, Log: quiet(), MaxAge: maxAge})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Handler()
+}
+
+func scrapeHandler(t *testing.T, h http.Handler) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Code, rec.Body.String()
+}
+
+// A chunkserver address is what the chunkserver registered with: quotes,
+// backslashes and newlines survive the exposition, and bytes that are not
+// UTF-8 (which Prometheus refuses in a label value) become U+FFFD instead
+// of failing the scrape.
+func TestMetricsLabelValuesSurvive(t *testing.T) {
+	addr := "a\"b\\c\nd\xff:9422"
+	code, body := scrapeHandler(t, serve(t, &fakeSource{st: fakeStatus(addr, "10.0.0.2:9422")}, -1))
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics with an odd chunkserver address: got %d, want 200; body:\n%s", code, body)
+	}
+	e := parseExposition(t, body)
+	var got []string
+	for _, m := range e.families["rampart_dfs_chunkserver_up"].GetMetric() {
+		got = append(got, m.GetLabel()[0].GetValue())
+	}
+	want := []string{"10.0.0.2:9422", "a\"b\\c\nd\uFFFD:9422"}
+	if sort.Strings(got); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("rampart_dfs_chunkserver_up addr labels: got %q, want %q", got, want)
+	}
+}
+
+func TestMetricsWithoutStatusFail(t *testing.T) {
+	code, body := scrapeHandler(t, serve(t, &fakeSource{st: fakeStatus(), err: errors.New("master stopped")}, -1))
+	if code != http.StatusInternalServerError || !strings.Contains(body, "master stopped") {
+		t.Errorf("GET /metrics without a status: got %d %q, want 500 naming the error", code, body)
+	}
+}
+
+// The pages and /metrics share one status while it is younger than MaxAge.
+func TestMetricsShareTheStatus(t *testing.T) {
+	src := &fakeSource{st: fakeStatus("10.0.0.1:9422")}
+	h := serve(t, src, time.Hour)
+	for _, path := range []string{"/metrics", "/", "/chunkservers", "/metrics", "/api/status"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("GET %s: got %d, want 200", path, rec.Code)
+		}
+	}
+	if got := src.builds.Load(); got != 1 {
+		t.Errorf("status builds for 5 requests with MaxAge 1h: got %d, want 1", got)
+	}
+	src2 := &fakeSource{st: fakeStatus("10.0.0.1:9422")}
+	h2 := serve(t, src2, -1)
+	scrapeHandler(t, h2)
+	scrapeHandler(t, h2)
+	if got := src2.builds.Load(); got != 2 {
+		t.Errorf("status builds for 2 scrapes with MaxAge -1: got %d, want 2", got)
 	}
 }

@@ -3,11 +3,11 @@
 //
 // Every page is rendered on the server from one master.Status, with
 // html/template and no script: it works in any browser, in a text browser
-// and through curl. The same status feeds /metrics (the Prometheus text
-// format, written by hand in metrics.go) and /api/status; /api/info is the
-// master's Info, the JSON `rampart info --json` prints. The server is
-// read-only: it answers GET and HEAD and nothing else, and no request
-// changes the cluster.
+// and through curl. The same status feeds /metrics (client_golang: a
+// collector over the status, in a registry of the Server's own; metrics.go)
+// and /api/status; /api/info is the master's Info, the JSON `rampart info
+// --json` prints. The server is read-only: it answers GET and HEAD and
+// nothing else, and no request changes the cluster.
 //
 // Building a status scans the chunk table, so concurrent requests share one
 // build and a status younger than Config.MaxAge is reused: refreshing pages
@@ -21,8 +21,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rampart-storage/rampart/internal/dfs/master"
 )
@@ -69,7 +72,8 @@ type Server struct {
 	status   *master.Status
 	builtAt  time.Time
 
-	stats requestStats
+	metrics  http.Handler           // /metrics, over the Server's own registry
+	requests *prometheus.CounterVec // the console's requests by route and code
 }
 
 // New checks cfg and parses the page templates.
@@ -90,7 +94,13 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, log: cfg.Log, pages: p, ready: make(chan struct{})}, nil
+	s := &Server{cfg: cfg, log: cfg.Log, pages: p, ready: make(chan struct{})}
+	reg, requests, err := newMetrics(s)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics, s.requests = metricsHandler(reg, s.log), requests
+	return s, nil
 }
 
 // Start listens on cfg.Listen and serves until ctx is cancelled or Close.
@@ -151,7 +161,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /chunkservers", s.page("chunkservers"))
 	mux.HandleFunc("GET /chunks", s.page("chunks"))
 	mux.HandleFunc("GET /sessions", s.page("sessions"))
-	mux.HandleFunc("GET /metrics", s.metrics)
+	mux.Handle("GET /metrics", s.metrics)
 	mux.HandleFunc("GET /api/info", s.apiInfo)
 	mux.HandleFunc("GET /api/status", s.apiStatus)
 	mux.HandleFunc("/", s.notFound)
@@ -168,7 +178,7 @@ func (s *Server) Handler() http.Handler {
 		} else {
 			mux.ServeHTTP(rec, r)
 		}
-		s.stats.add(route(pattern), rec.code)
+		s.requests.WithLabelValues(route(pattern), strconv.Itoa(rec.code)).Inc()
 	})
 }
 
@@ -213,34 +223,4 @@ func (s *Server) statusNow() (*master.Status, error) {
 	}
 	s.status, s.builtAt = st, time.Now()
 	return st, nil
-}
-
-// requestStats counts the console's own requests by route and status code.
-type requestStats struct {
-	mu sync.Mutex
-	n  map[routeCode]uint64
-}
-
-type routeCode struct {
-	route string
-	code  int
-}
-
-func (r *requestStats) add(route string, code int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.n == nil {
-		r.n = map[routeCode]uint64{}
-	}
-	r.n[routeCode{route, code}]++
-}
-
-func (r *requestStats) snapshot() map[routeCode]uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make(map[routeCode]uint64, len(r.n))
-	for k, v := range r.n {
-		out[k] = v
-	}
-	return out
 }

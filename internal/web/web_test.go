@@ -268,31 +268,51 @@ func TestReadOnlyAndNotFound(t *testing.T) {
 func TestAPIInfoIsRampartInfoJSON(t *testing.T) {
 	k := startConsole(t)
 	// What `rampart info --json` prints: the client's Info, indented.
+	indented := func(info *proto.Info) string {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(info); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	// Free space is the free space of the filesystem under the
+	// chunkservers, which other writers on the machine change between two
+	// calls: the contents are compared with it set to 0.
+	withoutFree := func(info *proto.Info) string {
+		c := *info
+		c.Servers = append([]proto.ServerInfo(nil), info.Servers...)
+		for i := range c.Servers {
+			c.Servers[i].Free = 0
+		}
+		c.Space.Free = 0
+		return indented(&c)
+	}
 	info, err := k.c.Info(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want bytes.Buffer
-	enc := json.NewEncoder(&want)
-	enc.SetIndent("", "  ")
-	enc.Encode(info)
 	code, h, body := get(t, k.url+"/api/info")
 	if code != 200 || h.Get("Content-Type") != "application/json" {
 		t.Fatalf("GET /api/info: %d %q", code, h.Get("Content-Type"))
-	}
-	if body != want.String() {
-		t.Errorf("/api/info:\n%s\nwant (rampart info --json):\n%s", body, want.String())
-	}
-	direct, err := k.cl.Master.Info()
-	if err != nil {
-		t.Fatal(err)
 	}
 	var got proto.Info
 	if err := json.Unmarshal([]byte(body), &got); err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", *direct) || got.Chunks.Total != 3 {
-		t.Errorf("/api/info: got %+v, want Master.Info() %+v with 3 chunks", got, *direct)
+	if body != indented(&got) {
+		t.Errorf("/api/info is not encoded as rampart info --json encodes:\n%s\nwant:\n%s", body, indented(&got))
+	}
+	if withoutFree(&got) != withoutFree(info) {
+		t.Errorf("/api/info (free space zeroed):\n%s\nwant the client's Info:\n%s", withoutFree(&got), withoutFree(info))
+	}
+	direct, err := k.cl.Master.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if withoutFree(&got) != withoutFree(direct) || got.Chunks.Total != 3 || got.Space.Free == 0 {
+		t.Errorf("/api/info: got %+v, want Master.Info() %+v with 3 chunks and some free space", got, *direct)
 	}
 }
 
@@ -346,5 +366,16 @@ func TestStartServeClose(t *testing.T) {
 	}
 	if _, err := New(Config{Log: quiet()}); err == nil {
 		t.Error("New without a Source: no error")
+	}
+}
+
+func TestHumanSize(t *testing.T) {
+	for _, tc := range []struct {
+		n    uint64
+		want string
+	}{{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {1536, "1.5 KiB"}, {5 << 30, "5.0 GiB"}, {1 << 60, "1.0 EiB"}} {
+		if got := humanSize(tc.n); got != tc.want {
+			t.Errorf("humanSize(%d): got %q, want %q", tc.n, got, tc.want)
+		}
 	}
 }
