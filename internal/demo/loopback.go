@@ -18,7 +18,10 @@ import (
 // where fusermount lets an ordinary user mount, and the site served from the mount.
 const (
 	LoopbackMaster = "127.0.0.1:19421"
-	LoopbackWeb    = "127.0.0.1:18080"
+	// LoopbackConsole is the master's web console: not 9425, which a DFS run by
+	// hand on this machine may hold.
+	LoopbackConsole = "127.0.0.1:19425"
+	LoopbackWeb     = "127.0.0.1:18080"
 )
 
 func upLoopback(ctx context.Context, o Options, start time.Time) error {
@@ -35,7 +38,7 @@ func upLoopback(ctx context.Context, o Options, start time.Time) error {
 	if err := st.Save(); err != nil {
 		return err
 	}
-	p, err := startDaemon("server", "", []string{o.Bin, "server", "--dir", filepath.Join(dir, "data"), "--listen", LoopbackMaster},
+	p, err := startDaemon("server", "", []string{o.Bin, "server", "--dir", filepath.Join(dir, "data"), "--listen", LoopbackMaster, "--http", LoopbackConsole},
 		filepath.Join(dir, "server.log"))
 	if err != nil {
 		return err
@@ -101,6 +104,7 @@ func upLoopback(ctx context.Context, o Options, start time.Time) error {
 		o.printf("  df -h:\n")
 		FormatDF(indent(o.Out), []DFRow{r})
 	}
+	o.printf("  web console: http://%s/ (metrics: http://%s/metrics)\n", LoopbackConsole, LoopbackConsole)
 	o.printf("  site: %s (rampart's static file server, root %s)\n", site, www)
 	o.printf("\nup in %.1f s. `rampart demo down --dir %s` removes it.\n", st.UpSeconds, o.Dir)
 	return nil

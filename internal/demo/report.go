@@ -236,6 +236,7 @@ func Report(ctx context.Context, w io.Writer, t Topology, st *State) {
 	fmt.Fprintf(w, "  rampart info --master %s:\n", MasterClientAddr())
 	out, _ := exec.CommandContext(ctx, t.Bin, "info", "--master", MasterClientAddr()).CombinedOutput()
 	io.WriteString(indent(w), string(out))
+	fmt.Fprintf(w, "  web console: %s (metrics: %smetrics)\n", ConsoleURL(), ConsoleURL())
 
 	h = hosts[Chunks+2]
 	fmt.Fprintf(w, "\n== web (%s)\n", h.NS())

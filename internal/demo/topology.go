@@ -45,6 +45,7 @@ const (
 	PortMasterCS    = 9420
 	PortMasterCl    = 9421
 	PortChunkserver = 9422
+	PortConsole     = 9425 // the master's web console and /metrics
 	PortWeb         = 80
 )
 
@@ -281,6 +282,10 @@ func (t Topology) WebMount() string { return filepath.Join(t.Dir, "web", "mnt", 
 // SiteURL is the site's address, reachable from this machine through HostLink.
 func SiteURL() string { return fmt.Sprintf("http://%s/", WebAddr) }
 
+// ConsoleURL is the master's web console (MooseFS's mfscgiserv on 9425 in the seed),
+// reachable from this machine through HostLink; /metrics is under it.
+func ConsoleURL() string { return fmt.Sprintf("http://%s:%d/", MasterAddr, PortConsole) }
+
 // MasterClientAddr is the address clients (mount, info) use.
 func MasterClientAddr() string { return fmt.Sprintf("%s:%d", MasterAddr, PortMasterCl) }
 
@@ -305,7 +310,8 @@ func (t Topology) AttachArgs(i, l int) []string {
 // MasterArgs runs the master on the service network.
 func (t Topology) MasterArgs() []string {
 	return []string{"master", "--dir", t.MasterDir(),
-		"--listen", MasterClientAddr(), "--cs-listen", fmt.Sprintf("%s:%d", MasterAddr, PortMasterCS)}
+		"--listen", MasterClientAddr(), "--cs-listen", fmt.Sprintf("%s:%d", MasterAddr, PortMasterCS),
+		"--http", fmt.Sprintf("%s:%d", MasterAddr, PortConsole)}
 }
 
 // ChunkserverArgs runs chunk host i's chunkserver on its XFS.

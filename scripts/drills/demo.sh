@@ -24,6 +24,10 @@ nloops=$(losetup -a | grep -cF "$dir" || true)
 nxfs=$(awk -v d="$dir" 'index($5, d) == 1 && $5 ~ /\/mnt\/data_chunk[12]$/ {n++} END {print n+0}' /proc/self/mountinfo)
 [ "$nxfs" -eq 6 ] || bad "want 6 XFS data folders (data_chunk1 and data_chunk2 on 3 chunk hosts), found $nxfs"
 curl -fsS --max-time 10 http://10.3.250.80/ | grep -q 'highly-available' || bad "the site does not answer from this machine"
+# The master's web console and metrics (MooseFS's CGI server on 9425 in the seed).
+curl -fsS --max-time 10 http://10.3.250.1:9425/ >/dev/null || bad "the master's web console does not answer on 10.3.250.1:9425"
+curl -fsS --max-time 10 http://10.3.250.1:9425/metrics | grep -q '^rampart_dfs_chunkservers{state="up"} 3$' ||
+	bad "the master's /metrics does not count 3 chunkservers up"
 
 "$bin" demo drill --dir "$dir" 2>&1 | tee "$log" || bad "rampart demo drill: an invariant did not hold"
 grep -q 'skipped' "$log" && bad "a drill step was skipped: $(grep -A1 '== step' "$log" | grep -B1 skipped | head -2 | tr '\n' ' ')"
