@@ -3,8 +3,11 @@ package raid
 import (
 	"errors"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rampart-storage/rampart/internal/blockdev"
 )
@@ -49,6 +52,12 @@ func (c *crashClock) tick() bool {
 
 var errDevFailed = errors.New("crashdev: device failed")
 
+// jitter is the longest random delay before each crashDev write.
+var jitter = func() time.Duration {
+	us, _ := strconv.Atoi(os.Getenv("RAMPART_RAID_JITTER"))
+	return time.Duration(us) * time.Microsecond
+}()
+
 var _ blockdev.Device = (*crashDev)(nil)
 
 func newCrashDev(size int64, bs int, clock *crashClock) *crashDev {
@@ -73,6 +82,11 @@ func (d *crashDev) ReadAt(p []byte, off int64) (int, error) {
 func (d *crashDev) WriteAt(p []byte, off int64) (int, error) {
 	if err := blockdev.CheckRange(d, off, int64(len(p))); err != nil {
 		return 0, err
+	}
+	if jitter > 0 {
+		// Shakes the interleaving of the array's concurrent member writes
+		// (RAMPART_RAID_JITTER=MICROSECONDS).
+		time.Sleep(time.Duration(rand.Int64N(int64(jitter))))
 	}
 	frozen := d.clock.tick()
 	d.mu.Lock()
