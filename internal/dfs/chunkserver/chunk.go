@@ -34,6 +34,9 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // zeroCRC is the CRC of an all-zero block, the content of a block never written.
 var zeroCRC = crc32.Checksum(make([]byte, BlockSize), castagnoli)
 
+// blockPool holds BlockSize buffers for the partial blocks of writes.
+var blockPool = sync.Pool{New: func() any { b := make([]byte, BlockSize); return &b }}
+
 var (
 	// ErrCorrupt is returned when a block's data does not match its CRC.
 	ErrCorrupt = errors.New("chunkserver: block checksum mismatch")
@@ -107,20 +110,26 @@ func (e *BlockError) Unwrap() error { return ErrCorrupt }
 type chunk struct {
 	mu   sync.Mutex
 	path string
-	f    *os.File
 	hdr  Header
 	crcs []uint32
 	size int64 // file size, header included
-	// dfd is the file opened with O_DIRECT (see direct.go) once dtried,
-	// -1 if refused.
-	dfd    int
-	dtried bool
+	// fileState holds the open file (f) while the chunk is in use or
+	// among the recently used ones; see files.go.
+	fileState
 	// grow, if set, is asked before the file grows by delta bytes and
 	// refuses with ENOSPC past the store's capacity.
 	grow func(delta int64) error
+	// wgen counts the changes to the file (under mu); named is false while
+	// the file's name (creation, version rename) may not be on disk. See
+	// sync.go.
+	wgen  uint64
+	named bool
+	// syncMu serialises fdatasyncs; sgen is the wgen the last one covered.
+	syncMu sync.Mutex
+	sgen   uint64
 }
 
-func createChunk(path string, h Header) (*chunk, error) {
+func createChunk(files *openFiles, path string, h Header) (*chunk, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("create chunk %016x v%d: %w", h.ID, h.Version, err)
@@ -132,10 +141,15 @@ func createChunk(path string, h Header) (*chunk, error) {
 		return nil, fmt.Errorf("create chunk %016x v%d header: %w", h.ID, h.Version, err)
 	}
 	_, crcs, _ := DecodeHeader(b)
-	return &chunk{path: path, f: f, hdr: h, crcs: crcs, size: HeaderSize}, nil
+	c := &chunk{path: path, hdr: h, crcs: crcs, size: HeaderSize, wgen: 1}
+	c.files = files
+	c.install(f)
+	return c, nil
 }
 
-func openChunk(path string) (*chunk, error) {
+// openChunk reads the header of the chunk file at path; the file is closed
+// again (opened on use, see files.go).
+func openChunk(files *openFiles, path string) (*chunk, error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open chunk %s: %w", path, err)
@@ -155,7 +169,12 @@ func openChunk(path string) (*chunk, error) {
 		f.Close()
 		return nil, fmt.Errorf("chunk %s: %w", path, err)
 	}
-	return &chunk{path: path, f: f, hdr: h, crcs: crcs, size: fi.Size()}, nil
+	f.Close()
+	// Whether the previous process's writes reached the disk is unknown:
+	// the first sync flushes them.
+	c := &chunk{path: path, hdr: h, crcs: crcs, size: fi.Size(), wgen: 1}
+	c.files, c.dfd = files, -1
+	return c, nil
 }
 
 // readBlock reads block i (zero-filled past the end of the file) into b.
@@ -175,6 +194,10 @@ func (c *chunk) readBlock(i int, b []byte) error {
 func (c *chunk) verifyBlock(i int, b []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if _, err := c.acquire(); err != nil {
+		return err
+	}
+	defer c.release()
 	return c.readBlock(i, b)
 }
 
@@ -216,6 +239,10 @@ func (c *chunk) ReadAt(p []byte, off int64) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if _, err := c.acquire(); err != nil {
+		return err
+	}
+	defer c.release()
 	first := int(off / BlockSize)
 	last := int((off + int64(len(p)) - 1) / BlockSize)
 	start := int64(first) * BlockSize
@@ -271,6 +298,10 @@ func (c *chunk) WriteAt(p []byte, off int64) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if _, err := c.acquire(); err != nil {
+		return err
+	}
+	defer c.release()
 	first := int(off / BlockSize)
 	last := int((off + int64(len(p)) - 1) / BlockSize)
 	end := off + int64(len(p))
@@ -285,9 +316,13 @@ func (c *chunk) WriteAt(p []byte, off int64) error {
 		}
 		// A block the write covers in part: merge with what it holds.
 		if blk == nil {
-			blk = make([]byte, BlockSize)
+			bp := blockPool.Get().(*[]byte)
+			defer blockPool.Put(bp)
+			blk = *bp
 		}
-		if err := c.readBlock(i, blk); err != nil {
+		if bs >= c.size-HeaderSize && c.crcs[i] == zeroCRC {
+			clear(blk) // past the end of the file: zeros, nothing to read
+		} else if err := c.readBlock(i, blk); err != nil {
 			return err
 		}
 		lo, hi := max(bs, off), min(be, end)
@@ -309,6 +344,7 @@ func (c *chunk) WriteAt(p []byte, off int64) error {
 	if _, err := c.f.WriteAt(tab[:4*(last-first+1)], crcOffset+4*int64(first)); err != nil {
 		return fmt.Errorf("chunk %016x crc table: %w", c.hdr.ID, err)
 	}
+	c.wgen++
 	return nil
 }
 
@@ -334,6 +370,10 @@ func (c *chunk) writeRange(p []byte, at int64) error {
 func (c *chunk) setVersion(v uint32, path string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if _, err := c.acquire(); err != nil {
+		return err
+	}
+	defer c.release()
 	h := c.hdr
 	h.Version = v
 	b := EncodeHeader(h)
@@ -344,22 +384,23 @@ func (c *chunk) setVersion(v uint32, path string) error {
 		return fmt.Errorf("chunk %016x set version %d: %w", c.hdr.ID, v, err)
 	}
 	c.hdr, c.path = h, path
+	c.wgen++
+	c.named = false
 	return nil
 }
 
 // Length returns the number of data bytes in the chunk file.
 func (c *chunk) Length() (int64, error) {
-	fi, err := c.f.Stat()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, err := c.acquire()
+	if err != nil {
+		return 0, err
+	}
+	defer c.release()
+	fi, err := f.Stat()
 	if err != nil {
 		return 0, fmt.Errorf("chunk %016x: %w", c.hdr.ID, err)
 	}
 	return max(0, fi.Size()-HeaderSize), nil
-}
-
-func (c *chunk) Close() error {
-	if c.dfd >= 0 && c.dtried {
-		unix.Close(c.dfd)
-		c.dfd = -1
-	}
-	return c.f.Close()
 }

@@ -36,6 +36,9 @@ type Config struct {
 	ScrubPause time.Duration
 	// Capacity, if positive, caps the bytes the chunk files may take.
 	Capacity int64
+	// OpenFiles caps the chunk files kept open while idle (DefaultOpenFiles,
+	// or less under a low RLIMIT_NOFILE, if zero).
+	OpenFiles int
 }
 
 // DefaultScrubRate is the scrub's default pace: a full 1 TB disk in about
@@ -73,6 +76,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	st.SetCapacity(cfg.Capacity)
+	st.SetOpenFiles(cfg.OpenFiles)
 	return &Server{cfg: cfg, log: cfg.Log, store: st, ready: make(chan struct{}), peers: map[string]*proto.Client{}}, nil
 }
 
@@ -226,6 +230,12 @@ func (s *Server) handle(ctx context.Context, f *proto.Frame) ([]byte, error) {
 			return nil, fmt.Errorf("decode ChunkSetVersion: %w", err)
 		}
 		return nil, s.store.SetVersion(id, old, nv)
+	case proto.MsgChunkSync:
+		var m proto.ChunkSync
+		if err := m.Decode(f.Payload); err != nil {
+			return nil, err
+		}
+		return s.syncChunks(&m), nil
 	case proto.MsgChunkReplicate:
 		d := proto.NewDec(f.Payload)
 		ref := proto.ChunkRef{ID: d.U64(), Version: d.U32()}
@@ -239,6 +249,32 @@ func (s *Server) handle(ctx context.Context, f *proto.Frame) ([]byte, error) {
 }
 
 var errUnsupported = errors.New("unsupported message")
+
+// syncChunks fdatasyncs the chunks of m in parallel and answers one errno
+// per chunk (0: on disk).
+func (s *Server) syncChunks(m *proto.ChunkSync) []byte {
+	out := proto.ChunkSyncReply{Errnos: make([]uint32, len(m.Chunks))}
+	var wg sync.WaitGroup
+	for i, c := range m.Chunks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.store.Sync(c.ID, c.Version); err != nil {
+				out.Errnos[i] = uint32(proto.NewErrorReply(err).Errno)
+				if errors.Is(err, ErrNoChunk) {
+					// Deleted or moved on: the client asks the master where the data is.
+					s.log.Debug("chunk sync of a copy not held", "chunk", fmt.Sprintf("%016x", c.ID), "version", c.Version, "err", err)
+				} else {
+					s.log.Warn("chunk sync failed", "chunk", fmt.Sprintf("%016x", c.ID), "version", c.Version, "err", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var e proto.Enc
+	out.Encode(&e)
+	return e.B
+}
 
 // write stores m locally while forwarding it down the rest of the chain; it
 // succeeds only if both do.
@@ -313,6 +349,12 @@ func (s *Server) replicate(ctx context.Context, ref proto.ChunkRef, src string) 
 			s.store.Delete(ref.ID, ref.Version)
 			return fmt.Errorf("replicate chunk %016x from %s at %d: %w", ref.ID, src, off, err)
 		}
+	}
+	// The master counts the copy once this returns: it must be on disk,
+	// as the copies it was made from are once a client synced them.
+	if err := s.store.Sync(ref.ID, ref.Version); err != nil {
+		s.store.Delete(ref.ID, ref.Version)
+		return fmt.Errorf("replicate chunk %016x from %s: %w", ref.ID, src, err)
 	}
 	return nil
 }

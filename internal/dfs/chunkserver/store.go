@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,17 +20,42 @@ var ErrNoChunk = fmt.Errorf("chunkserver: no such chunk: %w", syscall.ENOENT)
 
 // Store holds the chunks of several data folders, like MooseFS's mfshdd.cfg.
 type Store struct {
-	dirs []string
+	dirs  []string
+	files *openFiles // the open chunk files, see files.go
 
 	mu     sync.Mutex
 	chunks map[uint64]*chunk
+	// tombs holds recently deleted chunks, whose late writes are refused
+	// (see sync.go); dirsSynced the chunk folders whose names are on disk.
+	tombs       map[uint64]tomb
+	tombsPruned time.Time
+	dirsSynced  map[string]bool
+	syncHook    func(id uint64, version uint32) error
+	syncs       atomic.Int64
 
 	// capacity, if positive, caps the bytes the chunk files may take (a
 	// fake disk size for tests and for sharing a file system); used counts
 	// them.
 	capacity atomic.Int64
 	used     atomic.Int64
+
+	// free lists each data folder's free files (see recycle.go); freeSeq
+	// names them. dirsMade holds the chunk folders known to exist.
+	free     map[string][]string
+	recycles map[string]bool // data folders that keep a free list
+	freeMax  int
+	freeSeq  uint64
+	dirsMade map[string]bool
+	// emptiest caches the data folder with the most free space for a
+	// second (statfs of every folder per new chunk costs more than the
+	// chunk).
+	emptiest   string
+	emptiestAt time.Time
 }
+
+// SetOpenFiles caps the chunk files kept open while idle at n descriptors
+// (0: the default, see DefaultOpenFiles).
+func (s *Store) SetOpenFiles(n int) { s.files.setMax(n) }
 
 // SetCapacity caps the space the chunk files may take at n bytes (0: the
 // file systems' own limits only). Writes past it fail with ENOSPC.
@@ -65,18 +91,31 @@ func OpenStore(dirs []string) (*Store, error) {
 	if len(dirs) == 0 {
 		return nil, errors.New("chunkserver: no data folders")
 	}
-	s := &Store{dirs: dirs, chunks: map[uint64]*chunk{}}
+	s := &Store{dirs: dirs, files: newOpenFiles(0), chunks: map[uint64]*chunk{},
+		free: map[string][]string{}, recycles: map[string]bool{}, freeMax: freeCap, dirsMade: map[string]bool{}}
 	for _, d := range dirs {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("data folder %s: %w", d, err)
 		}
+		if err := s.loadFree(d); err != nil {
+			s.Close()
+			return nil, err
+		}
 		err := filepath.WalkDir(d, func(path string, e fs.DirEntry, err error) error {
+			if err == nil && e.IsDir() && path == freeFiles(d) {
+				return filepath.SkipDir
+			}
 			if err != nil || e.IsDir() || !strings.HasSuffix(path, ".chunk") {
 				return err
 			}
-			c, err := openChunk(path)
+			c, err := openChunk(s.files, path)
 			if err != nil {
 				return err
+			}
+			if !nameMatches(path, c.hdr.ID) {
+				// A recycled file whose new header was lost (see recycle.go).
+				c.Close()
+				return os.Remove(path)
 			}
 			if old := s.chunks[c.hdr.ID]; old != nil {
 				// Two versions of one chunk: keep the newest, drop the stale one.
@@ -126,7 +165,19 @@ func (s *Store) Space() (total, free uint64) {
 	return total, free
 }
 
+// emptiestDir returns the data folder with the most free space, as found
+// at most a second ago. Called with s.mu held.
 func (s *Store) emptiestDir() string {
+	if len(s.dirs) == 1 {
+		return s.dirs[0]
+	}
+	if now := time.Now(); s.emptiest == "" || now.Sub(s.emptiestAt) > time.Second {
+		s.emptiest, s.emptiestAt = s.statEmptiest(), now
+	}
+	return s.emptiest
+}
+
+func (s *Store) statEmptiest() string {
 	best, bestFree := s.dirs[0], uint64(0)
 	for _, d := range s.dirs {
 		var st unix.Statfs_t
@@ -142,25 +193,36 @@ func (s *Store) emptiestDir() string {
 func (s *Store) Create(id uint64, version uint32) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.tombs, id) // the master places the chunk here (again)
+	return s.createLocked(id, version)
+}
+
+func (s *Store) createLocked(id uint64, version uint32) error {
 	if c := s.chunks[id]; c != nil {
 		if c.hdr.Version == version {
 			return nil
 		}
 		s.untrack(c)
-		c.Close()
-		os.Remove(c.path)
+		s.discardLocked(c, c.retire())
 		delete(s.chunks, id)
 	}
-	dir := filepath.Join(s.emptiestDir(), fmt.Sprintf("%02X", id&0xff))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create chunk %016x: %w", id, err)
+	d := s.emptiestDir()
+	dir := filepath.Join(d, fmt.Sprintf("%02X", id&0xff))
+	if !s.dirsMade[dir] {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create chunk %016x: %w", id, err)
+		}
+		s.dirsMade[dir] = true
 	}
 	if err := s.grow(HeaderSize); err != nil {
 		return fmt.Errorf("create chunk %016x: %w", id, err)
 	}
-	c, err := createChunk(filepath.Join(dir, fmt.Sprintf("chunk_%016X_%08X.chunk", id, version)), Header{ID: id, Version: version})
+	c, err := s.newChunkLocked(d, filepath.Join(dir, fmt.Sprintf("chunk_%016X_%08X.chunk", id, version)), Header{ID: id, Version: version})
 	if err != nil {
 		s.grow(-HeaderSize)
+		if errors.Is(err, fs.ErrNotExist) {
+			delete(s.dirsMade, dir) // removed behind our back: make it again next time
+		}
 		return err
 	}
 	c.grow = s.grow
@@ -174,15 +236,19 @@ func (s *Store) Delete(id uint64, version uint32) error {
 	defer s.mu.Unlock()
 	c := s.chunks[id]
 	if c == nil || (version != 0 && c.hdr.Version != version) {
+		// Not held: a write arriving later (through a location cached
+		// before the delete) must not create it.
+		if version == 0 {
+			s.buryLocked(id, anyVersion)
+		} else {
+			s.buryLocked(id, version)
+		}
 		return fmt.Errorf("delete chunk %016x v%d: %w", id, version, ErrNoChunk)
 	}
+	s.buryLocked(id, c.hdr.Version)
 	delete(s.chunks, id)
 	s.untrack(c)
-	c.Close()
-	if err := os.Remove(c.path); err != nil {
-		return fmt.Errorf("delete chunk %016x: %w", id, err)
-	}
-	return nil
+	return s.discardLocked(c, c.retire())
 }
 
 // DeleteStale removes chunk id if the version held is at most version (the
@@ -192,6 +258,9 @@ func (s *Store) DeleteStale(id uint64, version uint32) (bool, error) {
 	s.mu.Lock()
 	c := s.chunks[id]
 	if c == nil || c.hdr.Version > version {
+		if c == nil {
+			s.buryLocked(id, version)
+		}
 		s.mu.Unlock()
 		return false, nil
 	}
@@ -240,18 +309,28 @@ func (s *Store) ReadAt(id uint64, version uint32, p []byte, off int64) error {
 	return c.ReadAt(p, off)
 }
 
-// WriteAt writes to chunk id at version, creating it if absent.
+// WriteAt writes to chunk id at version, creating it if absent (the first
+// write of a new chunk). A write for another version than the one held, or
+// for a chunk deleted at that version or a newer one, fails with ErrStale.
 func (s *Store) WriteAt(id uint64, version uint32, p []byte, off int64) error {
-	c, err := s.get(id, version)
-	if errors.Is(err, ErrNoChunk) {
-		if err := s.Create(id, version); err != nil {
+	s.mu.Lock()
+	c := s.chunks[id]
+	switch {
+	case c != nil && c.hdr.Version != version:
+		held := c.hdr.Version
+		s.mu.Unlock()
+		return fmt.Errorf("write chunk %016x v%d: held at v%d: %w", id, version, held, ErrStale)
+	case c == nil && s.buriedLocked(id, version):
+		s.mu.Unlock()
+		return fmt.Errorf("write chunk %016x v%d: deleted: %w", id, version, ErrStale)
+	case c == nil:
+		if err := s.createLocked(id, version); err != nil {
+			s.mu.Unlock()
 			return err
 		}
-		c, err = s.get(id, version)
+		c = s.chunks[id]
 	}
-	if err != nil {
-		return err
-	}
+	s.mu.Unlock()
 	return c.WriteAt(p, off)
 }
 
@@ -286,5 +365,11 @@ func (s *Store) SetVersion(id uint64, old, new uint32) error {
 		return err
 	}
 	path := filepath.Join(filepath.Dir(c.path), fmt.Sprintf("chunk_%016X_%08X.chunk", id, new))
-	return c.setVersion(new, path)
+	if err := c.setVersion(new, path); err != nil {
+		return err
+	}
+	// The master records the new version once this returns and ignores
+	// older copies from then on: the move must survive a power loss, or
+	// every copy could come back at the old version.
+	return s.Sync(id, new)
 }

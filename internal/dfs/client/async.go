@@ -9,9 +9,9 @@ import (
 // Write-back: WriteAtAsync queues a write and returns at once; a worker per
 // file sends the queue to the chunkservers, the writes of one batch that do
 // not overlap each other in parallel (so many small random writes are in
-// flight together), overlapping ones in their order. Sync waits until the
-// file's queue is empty and returns the first error since the last Sync, as
-// fsync and close report write-back errors. Every call that reads or
+// flight together), overlapping ones in their order. Flush (and Sync) wait
+// until the file's queue is empty and return the first error since the last
+// Flush or Sync, as close and fsync report write-back errors. Every call that reads or
 // changes the file's data or size here (ReadAt, Getattr, Setattr, WriteAt)
 // first waits for its queue, so this client always sees its own writes.
 
@@ -53,7 +53,7 @@ func (q *fileQueue) signal() {
 }
 
 // WriteAtAsync queues a write of p (copied) at off of file ino. It fails
-// with the error of an earlier queued write of the file until Sync takes it.
+// with the error of an earlier queued write of the file until Flush or Sync takes it.
 func (c *Client) WriteAtAsync(ctx context.Context, ino uint64, p []byte, off int64) error {
 	w := &c.wb
 	w.mu.Lock()
@@ -73,7 +73,7 @@ func (c *Client) WriteAtAsync(ctx context.Context, ino uint64, p []byte, off int
 		w.mu.Lock()
 	}
 	if err := q.err; err != nil {
-		// Sticky until Sync takes it, so that close or fsync reports it
+		// Sticky until Flush or Sync takes it, so that close or fsync reports it
 		// even if a write call's caller retried past it.
 		w.mu.Unlock()
 		return err

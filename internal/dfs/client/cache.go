@@ -169,10 +169,12 @@ func (c *Client) sendEnds(ctx context.Context, ino uint64) error {
 // update (the data is on the chunkservers, the size was recorded).
 func (c *Client) flushEnds() { _ = c.sendEnds(c.ctx, 0) }
 
-// Sync waits until ino's queued writes (WriteAtAsync) are on every copy,
+// Flush waits until ino's queued writes (WriteAtAsync) are on every copy
+// (in the chunkservers' page caches, not yet on their disks: see Sync),
 // records the mtime of its writes at the master, and returns the first
-// error of a queued write since the last Sync.
-func (c *Client) Sync(ctx context.Context, ino uint64) error {
+// error of a queued write since the last Flush or Sync. close(2) on the
+// mount ends with it.
+func (c *Client) Flush(ctx context.Context, ino uint64) error {
 	err := c.waitQueue(ctx, ino, true)
 	return errors.Join(err, c.sendEnds(ctx, ino))
 }

@@ -24,6 +24,10 @@ type Client struct {
 	cache  *cache
 	wb     writeBack
 	ra     readAhead
+	offers offers      // chunk 0 offers of files created here (create.go)
+	locs   locIndex    // cached chunk locations by inode (locindex.go)
+	dirty  dirtyChunks // chunks written since each file's last Sync (sync.go; dfs-durability)
+	locks  heldLocks   // locks to take again after a reconnect (locks.go; dfs-durability)
 	// ctx lives as long as the client, for work done after a call returned
 	// (deferred mtime updates).
 	ctx    context.Context
@@ -113,8 +117,8 @@ func (c *Client) attrReply(t proto.MsgType, b []byte) (*proto.Attr, error) {
 	if a.IsRegular() {
 		if t == proto.MsgOpen {
 			// Close-to-open: a new open asks the master again (and an
-			// O_TRUNC open freed the chunks).
-			c.cache.dropFile(a.Ino)
+			// O_TRUNC open freed the chunks); the size is put below.
+			c.forgetLocs(a.Ino)
 			c.ra.drop(a.Ino)
 		}
 		c.cache.putSize(a.Ino, a.Size)
@@ -216,7 +220,7 @@ func (c *Client) cachedChunkLoc(ctx context.Context, ino uint64, idx uint32, wri
 	}
 	loc, err = c.chunkLoc(ctx, ino, idx, write)
 	if err == nil {
-		c.cache.putLoc(write, k, loc)
+		c.putLoc(write, k, loc)
 	}
 	return loc, false, err
 }
@@ -256,11 +260,24 @@ func (c *Client) WriteAt(ctx context.Context, ino uint64, p []byte, off int64) e
 
 func (c *Client) writeAt(ctx context.Context, ino uint64, p []byte, off int64) error {
 	end := off + int64(len(p))
+	all, start := p, off
+	var offered *proto.ChunkLoc // the chunk 0 offer this write used (create.go)
 	for len(p) > 0 {
 		idx := uint32(off / proto.ChunkSize)
 		in := off % proto.ChunkSize
 		n := min(int64(len(p)), proto.ChunkSize-in)
 		k := chunkKey{ino, idx}
+		if o := c.offers.get(ino); o != nil && idx == 0 && c.cache.loc(true, k) == nil {
+			if err := c.writeChunk(ctx, o, p[:n], in); err == nil {
+				offered = o
+				c.dirty.wrote(ino, idx, o) // for Sync (sync.go; dfs-durability)
+				p, off = p[n:], off+n
+				continue
+			}
+			// Refused (an expired offer's copies refuse writes) or a copy
+			// failed: the usual path takes over.
+			c.offers.drop(ino, o)
+		}
 		loc, cached, err := c.cachedChunkLoc(ctx, ino, idx, true)
 		if err != nil {
 			return fmt.Errorf("write inode %d chunk %d: %w", ino, idx, err)
@@ -292,11 +309,28 @@ func (c *Client) writeAt(ctx context.Context, ino uint64, p []byte, off int64) e
 			if err := c.writeChunk(ctx, loc, p[:n], in); err != nil {
 				return fmt.Errorf("write inode %d chunk %d after recovery: %w", ino, idx, err)
 			}
-			c.cache.putLoc(true, k, loc)
+			c.putLoc(true, k, loc)
 		}
+		c.noteWrite(ino, idx, loc) // for Sync (sync.go; dfs-durability)
 		p, off = p[n:], off+n
 	}
 	now := time.Now().UnixNano()
+	if offered != nil {
+		// The size and the chunk are recorded together, before the write
+		// returns, whether or not the write grew the file.
+		_, err := c.writeEndChunk(ctx, ino, 0, offered, uint64(end), now)
+		c.offers.drop(ino, offered)
+		if err == nil {
+			c.putLoc(true, chunkKey{ino, 0}, offered)
+			return nil
+		}
+		if !errors.Is(err, syscall.ESTALE) {
+			return err
+		}
+		// The file got another chunk 0 first, or the master forgot the
+		// offer: the data goes again where the file keeps it.
+		return c.writeAt(ctx, ino, all, start)
+	}
 	if size, ok := c.cache.size(ino); ok && uint64(end) <= size {
 		// Inside the file: the mtime follows shortly, shared with other writes.
 		c.cache.deferEnd(ino, uint64(end), now, c.flushEnds)
@@ -469,6 +503,7 @@ func (c *Client) Setattr(ctx context.Context, ino uint64, in SetAttr) (*proto.At
 		return nil, err
 	}
 	if in.Valid&proto.SetSize != 0 {
+		c.offers.drop(ino, nil)
 		c.cache.dropFile(ino) // a truncate frees chunks
 		c.ra.drop(ino)
 		defer c.ra.drop(ino)

@@ -109,7 +109,7 @@ func readOnly(t proto.MsgType) bool {
 
 func sessionOp(t proto.MsgType) bool {
 	switch t {
-	case proto.MsgCreate, proto.MsgCreateOpen, proto.MsgLink, proto.MsgUnlink, proto.MsgRename:
+	case proto.MsgCreate, proto.MsgCreateOpen, proto.MsgCreateOpenLoc, proto.MsgLink, proto.MsgUnlink, proto.MsgRename:
 		return true
 	}
 	return false
@@ -125,7 +125,15 @@ func (m *masterConn) Call(ctx context.Context, t proto.MsgType, payload []byte) 
 		// when the calling thread gets a signal): the answer would be EINTR for a
 		// change that happened, and the program's retry would then fail (ENOENT
 		// for an unlink that did go through). Reads stay interruptible.
-		ctx = context.WithoutCancel(ctx)
+		// A deadline the caller set still holds (Close's bounded flush, tests):
+		// only the cancellation is dropped.
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(context.WithoutCancel(ctx), dl)
+			defer cancel()
+		} else {
+			ctx = context.WithoutCancel(ctx)
+		}
 	}
 	if sessionOp(t) {
 		var e proto.Enc

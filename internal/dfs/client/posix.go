@@ -34,7 +34,7 @@ func (c *Client) Open(ctx context.Context, ino uint64, flags uint32) (*proto.Att
 	// no ReadChunk round trip (cached after attrReply dropped the file's
 	// entries, like any location the master gives).
 	if loc != nil && a.IsRegular() {
-		c.cache.putLoc(false, chunkKey{ino, 0}, loc)
+		c.putLoc(false, chunkKey{ino, 0}, loc)
 	}
 	return a, nil
 }
@@ -72,6 +72,9 @@ func (c *Client) CreateOpen(ctx context.Context, parent uint64, name string, n p
 
 // Release drops one open handle on each of inos.
 func (c *Client) Release(ctx context.Context, inos ...uint64) error {
+	for _, ino := range inos {
+		c.offers.drop(ino, nil)
+	}
 	for len(inos) > 0 {
 		n := min(len(inos), proto.MaxRelease)
 		var e proto.Enc
@@ -154,6 +157,9 @@ func (c *Client) Statfs(ctx context.Context) (*proto.Statfs, error) {
 
 // Getlk returns a lock that conflicts with l, or l with Type LockUnlock.
 func (c *Client) Getlk(ctx context.Context, l *proto.Lock) (*proto.Lock, error) {
+	if err := c.lockCheck(l); err != nil { // a lost lock (locks.go; dfs-durability)
+		return nil, err
+	}
 	var e proto.Enc
 	l.Encode(&e)
 	b, err := c.master.Call(ctx, proto.MsgGetlk, e.B)
@@ -171,6 +177,9 @@ func (c *Client) Getlk(ctx context.Context, l *proto.Lock) (*proto.Lock, error) 
 // fails it with EAGAIN; with wait the master holds the request for a while
 // and still answers EAGAIN if the lock stays taken (the caller asks again).
 func (c *Client) Setlk(ctx context.Context, l *proto.Lock, wait bool) error {
+	if err := c.lockCheck(l); err != nil { // a lost lock (locks.go; dfs-durability)
+		return err
+	}
 	var e proto.Enc
 	l.Encode(&e)
 	if wait {
@@ -179,5 +188,6 @@ func (c *Client) Setlk(ctx context.Context, l *proto.Lock, wait bool) error {
 		e.U8(0)
 	}
 	_, err := c.master.Call(ctx, proto.MsgSetlk, e.B)
+	c.lockDone(l, err) // recorded for reclaim (locks.go; dfs-durability)
 	return err
 }

@@ -39,6 +39,31 @@ type Node struct {
 	bufOff      int64
 	capsMu      sync.Mutex
 	noCapsUntil time.Time // until then the inode is known to lack security.capability
+
+	toldMu sync.Mutex
+	told   toldAttr // the size and times the kernel was last given (see Open)
+}
+
+// toldAttr is what the kernel caches of a node's attributes that an Open
+// compares with the master's: if they changed, the kernel's copy is stale.
+type toldAttr struct {
+	size         uint64
+	mtime, ctime int64
+}
+
+// tell records the attributes about to be given to the kernel.
+func (n *Node) tell(a *fuse.Attr) {
+	n.toldMu.Lock()
+	n.told = toldAttr{a.Size, int64(a.Mtime)*1e9 + int64(a.Mtimensec), int64(a.Ctime)*1e9 + int64(a.Ctimensec)}
+	n.toldMu.Unlock()
+}
+
+// stale reports whether a, the master's attributes, differ from what the
+// kernel was last told.
+func (n *Node) stale(a *proto.Attr) bool {
+	n.toldMu.Lock()
+	defer n.toldMu.Unlock()
+	return n.told != toldAttr{a.Size, a.Mtime, a.Ctime}
 }
 
 // cacheTTL is how long the kernel may keep entries and attributes, and how
@@ -121,6 +146,18 @@ func errno(err error) syscall.Errno {
 	return syscall.EIO
 }
 
+// staleInode is errno for a call on an inode the kernel reached through a
+// name: ENOENT means the inode is gone (another client unlinked it or
+// renamed another file over the name), so the kernel's entry is stale.
+// ESTALE makes the kernel look the name up again (LOOKUP_REVAL) and retry
+// the open or stat once, which then finds what the name holds now.
+func staleInode(err error) syscall.Errno {
+	if e := errno(err); e != syscall.ENOENT {
+		return e
+	}
+	return syscall.ESTALE
+}
+
 func fillAttr(a *proto.Attr, out *fuse.Attr) {
 	out.Ino = a.Ino
 	out.Mode = a.Mode
@@ -137,7 +174,11 @@ func fillAttr(a *proto.Attr, out *fuse.Attr) {
 
 func (n *Node) child(ctx context.Context, a *proto.Attr, out *fuse.EntryOut) *fs.Inode {
 	fillAttr(a, &out.Attr)
-	return n.NewInode(ctx, &Node{c: n.c, m: n.m, ino: a.Ino}, fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino})
+	in := n.NewInode(ctx, &Node{c: n.c, m: n.m, ino: a.Ino}, fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino})
+	if c, ok := in.Operations().(*Node); ok {
+		c.tell(&out.Attr)
+	}
+	return in
 }
 
 // Lookup finds a child.
@@ -153,7 +194,7 @@ func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 func (n *Node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	a, err := n.c.Getattr(ctx, n.ino)
 	if err != nil {
-		return errno(err)
+		return staleInode(err)
 	}
 	fillAttr(a, &out.Attr)
 	n.mu.Lock()
@@ -161,6 +202,7 @@ func (n *Node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) 
 		out.Size = end
 	}
 	n.mu.Unlock()
+	n.tell(&out.Attr)
 	return 0
 }
 
@@ -274,8 +316,19 @@ func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if caller, ok := fuse.FromContext(ctx); ok {
 		nd.Uid, nd.Gid = caller.Uid, caller.Gid
 	}
-	a, err := n.c.CreateOpen(ctx, n.ino, name, nd)
+	create := n.c.CreateOpen
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		// Opened for writing: the master offers chunk 0 with the create,
+		// so a small file's first write needs no WriteChunk round trip.
+		create = n.c.CreateOpenW
+	}
+	a, err := create(ctx, n.ino, name, nd)
 	if err != nil {
+		if errno(err) == syscall.EEXIST && flags&syscall.O_EXCL == 0 {
+			// Another mount created the name since the kernel's lookup found
+			// nothing: open(2) without O_EXCL opens the existing file.
+			return n.openExisting(ctx, name, flags, out)
+		}
 		return nil, nil, 0, errno(err)
 	}
 	n.m.opened(a.Ino)
@@ -284,6 +337,32 @@ func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		child.setNoCaps() // a new file has no xattrs
 	}
 	return in, &handle{}, 0, 0
+}
+
+// openExisting opens the regular file name for a Create that lost a race with
+// another mount's create of the same name.
+func (n *Node) openExisting(ctx context.Context, name string, flags uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	a, err := n.c.Lookup(ctx, n.ino, name)
+	if err != nil {
+		return nil, nil, 0, errno(err)
+	}
+	switch a.Mode & syscall.S_IFMT {
+	case syscall.S_IFREG:
+	case syscall.S_IFDIR:
+		return nil, nil, 0, syscall.EISDIR
+	default:
+		return nil, nil, 0, syscall.EEXIST
+	}
+	in := n.child(ctx, a, out)
+	child, ok := in.Operations().(*Node)
+	if !ok {
+		return nil, nil, 0, syscall.EIO
+	}
+	fh, fl, e := child.Open(ctx, flags)
+	if e != 0 {
+		return nil, nil, 0, e
+	}
+	return in, fh, fl, 0
 }
 
 // Mkdir makes a directory.
@@ -333,10 +412,19 @@ func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		}
 		of |= proto.OpenTrunc
 	}
-	if _, err := n.c.Open(ctx, n.ino, of); err != nil {
-		return nil, 0, errno(err)
+	a, err := n.c.Open(ctx, n.ino, of)
+	if err != nil {
+		return nil, 0, staleInode(err)
 	}
 	n.m.opened(n.ino)
+	if n.stale(a) {
+		// Close-to-open: another client changed the file since the kernel
+		// cached its attributes (up to cacheTTL ago). Without this the
+		// kernel would clamp reads at the old size. The next access asks
+		// Getattr; the page cache is dropped at every open anyway (no
+		// FOPEN_KEEP_CACHE).
+		n.NotifyContent(-1, 0)
+	}
 	return &handle{}, 0, 0
 }
 
@@ -407,16 +495,21 @@ func (n *Node) flushLocked(ctx context.Context) syscall.Errno {
 	return errno(err)
 }
 
-// Flush sends pending writes at close, so close reports write errors.
+// Flush sends pending writes at close, so close reports write errors. The
+// data is then on every copy, not yet on their disks (close does not fsync).
 func (n *Node) Flush(ctx context.Context, _ fs.FileHandle) syscall.Errno {
 	if err := n.flush(ctx); err != 0 {
 		return err
 	}
-	return errno(n.c.Sync(ctx, n.ino))
+	return errno(n.c.Flush(ctx, n.ino))
 }
 
-// Fsync sends pending writes; chunkservers acknowledge only replicated data.
-// It also records any write end (mtime) the client deferred.
+// Fsync (fsync and fdatasync on a file, fsync on a directory) sends pending
+// writes, then returns once every copy of every chunk the file wrote since
+// its last fsync has fdatasynced it and the master's metadata log is on
+// disk (client.Sync). The kernel sends it after each write(2) of a file
+// opened with O_SYNC or O_DSYNC, which therefore returns only when the data
+// is durable.
 func (n *Node) Fsync(ctx context.Context, _ fs.FileHandle, _ uint32) syscall.Errno {
 	if err := n.flush(ctx); err != 0 {
 		return err

@@ -71,14 +71,15 @@ func (m *mount) opened(ino uint64) {
 
 // reopen counts this mount's open handles again on a new connection to the
 // master (the old connection's ended with it). A file unlinked meanwhile
-// is gone: its handles fail from then on. Locks are not taken again.
+// is gone: its handles fail from then on. The client library takes the
+// locks again (client/locks.go), so the lock owners stay recorded here for
+// their unlock at close.
 func (m *mount) reopen(ctx context.Context, mc *proto.Client) error {
 	m.mu.Lock()
 	open := make(map[uint64]int, len(m.open))
 	for ino, n := range m.open {
 		open[ino] = n
 	}
-	clear(m.owners)
 	m.mu.Unlock()
 	for ino, n := range open {
 		var e proto.Enc

@@ -101,3 +101,61 @@ func BenchmarkCreateUnlink(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSmallFile measures what a mount does for a 4 KiB file created,
+// written and closed (create-open, write, release), and for one opened, read
+// and closed, through the client library (no FUSE) against a local master
+// and three chunkservers, goal 2: go test -bench SmallFile ./internal/dfs/master
+// "offer" creates with CreateOpenW (chunk 0 offered with the create),
+// "plain" with CreateOpen (WriteChunk before the first write).
+func BenchmarkSmallFile(b *testing.B) {
+	for _, mode := range []string{"plain", "offer"} {
+		b.Run("create-"+mode, func(b *testing.B) {
+			c := newCluster(b, 3, nil)
+			cl := c.client()
+			ctx := b.Context()
+			data := randomBytes(4096)
+			create := cl.CreateOpen
+			if mode == "offer" {
+				create = cl.CreateOpenW
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				a, err := create(ctx, proto.RootIno, fmt.Sprintf("f%d", i), regular(0o644))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := cl.WriteAt(ctx, a.Ino, data, 0); err != nil {
+					b.Fatal(err)
+				}
+				if err := cl.Release(ctx, a.Ino); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("read", func(b *testing.B) {
+		c := newCluster(b, 3, nil)
+		cl := c.client()
+		ctx := b.Context()
+		const files = 256
+		inos := make([]uint64, files)
+		for i := range inos {
+			inos[i] = writeFile(b, cl, fmt.Sprintf("f%d", i), randomBytes(4096)).Ino
+		}
+		buf := make([]byte, 8192)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			ino := inos[i%files]
+			if _, err := cl.Open(ctx, ino, 0); err != nil {
+				b.Fatal(err)
+			}
+			if n, err := cl.ReadAt(ctx, ino, buf, 0); err != nil || n != 4096 {
+				b.Fatalf("read %d bytes, %v", n, err)
+			}
+			if err := cl.Release(ctx, ino); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

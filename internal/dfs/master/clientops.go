@@ -30,7 +30,11 @@ import (
 // The POSIX messages (open handles, xattrs, statfs, locks) are in posix.go.
 func (m *Master) handleClient(ctx context.Context, f *proto.Frame) ([]byte, error) {
 	m.purgeOrphans()
+	m.requests.add(f.Type)
 	if out, handled, err := m.handlePOSIX(ctx, f); handled {
+		return out, err
+	}
+	if out, handled, err := m.handleDurability(ctx, f); handled { // sync.go (dfs-durability)
 		return out, err
 	}
 	d := proto.NewDec(f.Payload)
@@ -140,6 +144,7 @@ func (m *Master) handleClient(ctx context.Context, f *proto.Frame) ([]byte, erro
 		var a *meta.Attr
 		var freed []meta.Chunk
 		if a, freed, err = m.meta.Setattr(ino, in); err == nil {
+			m.revokeWrites(freed) // sync.go (dfs-durability): before forget drops the holders
 			m.forget(freed)
 			a.Encode(&e)
 		}

@@ -2,6 +2,7 @@ package master
 
 import (
 	"sync"
+	"time"
 
 	"github.com/rampart-storage/rampart/internal/dfs/proto"
 )
@@ -12,10 +13,14 @@ import (
 // file description and cover the whole file. The two kinds never conflict
 // with each other, as on Linux. The table lives in memory: locks end with
 // the session that took them, and a master restart ends every session.
+// Clients take their locks again on their new connection (reclaim); during
+// the grace period after a restart, new lock requests (Setlk, Getlk) wait so
+// that reclaims come first (see sync.go).
 type lockTable struct {
 	mu      sync.Mutex
 	byIno   map[uint64][]heldLock
 	changed chan struct{} // closed and replaced whenever a lock goes away
+	grace   time.Time     // until then only reclaims are served
 }
 
 type heldLock struct {
@@ -37,8 +42,34 @@ func (h *heldLock) conflicts(sess uint64, l *proto.Lock) bool {
 	return h.Type == proto.LockWrite || l.Type == proto.LockWrite
 }
 
+// graceUntil starts the grace period after a restart.
+func (t *lockTable) graceUntil(end time.Time) {
+	t.mu.Lock()
+	t.grace = end
+	t.mu.Unlock()
+}
+
+// awaitGrace waits for the end of the grace period, if one runs.
+func (t *lockTable) awaitGrace() {
+	t.mu.Lock()
+	wait := time.Until(t.grace)
+	t.mu.Unlock()
+	if wait > 0 {
+		time.Sleep(wait)
+	}
+}
+
+// reclaim takes l again for sess on its new connection, without waiting for
+// the grace period; it fails, changing nothing, if another session holds a
+// conflicting lock (taken while this client was away).
+func (t *lockTable) reclaim(sess uint64, l *proto.Lock) bool {
+	ok, _ := t.apply(sess, l)
+	return ok
+}
+
 // test returns the first lock that conflicts with l, if any.
 func (t *lockTable) test(sess uint64, l *proto.Lock) (proto.Lock, bool) {
+	t.awaitGrace()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, h := range t.byIno[l.Ino] {
@@ -54,6 +85,14 @@ func (t *lockTable) test(sess uint64, l *proto.Lock) (proto.Lock, bool) {
 // holds a conflicting lock. The channel is closed when some lock next goes
 // away (to wait on before trying again).
 func (t *lockTable) set(sess uint64, l *proto.Lock) (bool, <-chan struct{}) {
+	if l.Type != proto.LockUnlock {
+		t.awaitGrace()
+	}
+	return t.apply(sess, l)
+}
+
+// apply is set without the grace period.
+func (t *lockTable) apply(sess uint64, l *proto.Lock) (bool, <-chan struct{}) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	held := t.byIno[l.Ino]
@@ -69,20 +108,13 @@ func (t *lockTable) set(sess uint64, l *proto.Lock) (bool, <-chan struct{}) {
 	out := held[:0:0]
 	released := false
 	for _, h := range held {
-		if h.sess != sess || h.Owner != l.Owner || h.Kind != l.Kind || h.End < l.Start || l.End < h.Start {
+		if h.sess != sess || h.Owner != l.Owner || h.Kind != l.Kind || !h.Overlaps(l) {
 			out = append(out, h)
 			continue
 		}
 		released = true
-		if h.Start < l.Start {
-			left := h
-			left.End = l.Start - 1
-			out = append(out, left)
-		}
-		if h.End > l.End {
-			right := h
-			right.Start = l.End + 1
-			out = append(out, right)
+		for _, part := range h.Outside(l) {
+			out = append(out, heldLock{sess: sess, Lock: part})
 		}
 	}
 	if l.Type != proto.LockUnlock {

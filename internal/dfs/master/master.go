@@ -99,6 +99,11 @@ type Master struct {
 	slots  map[chunkSlot]*slotLock // WriteChunk in progress, by inode and index
 
 	posix posixState // open handles and locks of client connections (posix.go)
+
+	offers   offerTable    // chunks offered to new files, not bound yet (create.go)
+	requests requestCounts // client requests run, by type (speed.go)
+
+	dur durability // fsync, truncate fencing, lock reclaim (sync.go; dfs-durability)
 }
 
 type csInfo struct {
@@ -158,6 +163,7 @@ func (m *Master) Start(ctx context.Context) error {
 	}
 	ctx, m.cancel = context.WithCancel(ctx)
 	m.started = time.Now()
+	m.startDurability(ctx) // sync.go (dfs-durability)
 	m.serve(ctx, m.csLn, m.chunkserverConn)
 	m.serve(ctx, m.clLn, func(net.Conn) (proto.Handler, func()) { return m.handleClientReq, func() {} })
 	go func() { <-ctx.Done(); m.csLn.Close(); m.clLn.Close() }()

@@ -278,6 +278,12 @@ func (m *Master) handlePOSIX(ctx context.Context, f *proto.Frame) (out []byte, h
 		}
 		s.opened(a.Ino)
 		a.Encode(&e)
+	case proto.MsgCreateOpenLoc:
+		out, err := m.createOpenLoc(ctx, f.Payload)
+		return out, true, err
+	case proto.MsgWriteEndChunk:
+		out, err := m.writeEndChunk(f.Payload)
+		return out, true, err
 	case proto.MsgGetxattr:
 		ino, name := d.U64(), d.String()
 		if err := d.Finish(); err != nil {
@@ -377,6 +383,7 @@ func (m *Master) openInode(s *connSession, ino uint64, flags uint32) (*meta.Attr
 			}
 			return nil, err
 		}
+		m.revokeWrites(freed) // sync.go (dfs-durability): before forget drops the holders
 		m.forget(freed)
 	}
 	return a, nil

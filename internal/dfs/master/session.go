@@ -94,7 +94,7 @@ func decodeIntent(v []byte) (*intent, bool) {
 // needsIntent reports whether a message type needs an intent to be retried.
 func needsIntent(t proto.MsgType) bool {
 	switch t {
-	case proto.MsgCreate, proto.MsgCreateOpen, proto.MsgLink, proto.MsgUnlink, proto.MsgRename:
+	case proto.MsgCreate, proto.MsgCreateOpen, proto.MsgCreateOpenLoc, proto.MsgLink, proto.MsgUnlink, proto.MsgRename:
 		return true
 	}
 	return false
@@ -260,7 +260,7 @@ func (m *Master) preInode(f *proto.Frame) uint64 {
 	var parent uint64
 	var name string
 	switch f.Type {
-	case proto.MsgCreate, proto.MsgCreateOpen, proto.MsgUnlink, proto.MsgRename:
+	case proto.MsgCreate, proto.MsgCreateOpen, proto.MsgCreateOpenLoc, proto.MsgUnlink, proto.MsgRename:
 		parent, name = d.U64(), d.String()
 	case proto.MsgLink:
 		d.U64()
@@ -281,7 +281,7 @@ func (m *Master) resolve(in *intent, f *proto.Frame) ([]byte, bool) {
 	d := proto.NewDec(f.Payload)
 	var e proto.Enc
 	switch f.Type {
-	case proto.MsgCreate, proto.MsgCreateOpen:
+	case proto.MsgCreate, proto.MsgCreateOpen, proto.MsgCreateOpenLoc:
 		parent, name := d.U64(), d.String()
 		if d.Err() != nil || in.pre != 0 {
 			return nil, false // the name existed: the first run failed with EEXIST too
@@ -290,7 +290,15 @@ func (m *Master) resolve(in *intent, f *proto.Frame) ([]byte, bool) {
 		if err != nil {
 			return nil, false
 		}
-		a.Encode(&e)
+		if f.Type != proto.MsgCreateOpenLoc {
+			a.Encode(&e)
+			return e.B, true
+		}
+		// The offer of the lost answer is gone with it: none.
+		var ae proto.Enc
+		a.Encode(&ae)
+		e.Bytes(ae.B)
+		e.Bytes(nil)
 		return e.B, true
 	case proto.MsgLink:
 		ino, parent, name := d.U64(), d.U64(), d.String()

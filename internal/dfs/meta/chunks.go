@@ -110,6 +110,45 @@ func (s *Store) SetSize(ino uint64, size uint64, mtime int64) (*Attr, error) {
 	return a, s.commit(b)
 }
 
+// BindChunk records a write's end and mtime as SetSize does and, in the
+// same commit, makes c chunk idx of file ino if that slot is a hole and
+// fresh is true (c is a chunk id the caller reserved with
+// CreateOpenReserve and offered to the writer). If the slot already holds
+// c (a retried bind) only the size and mtime change. Otherwise it fails
+// with ESTALE and changes nothing: the writer must write its data again to
+// the file's chunk.
+func (s *Store) BindChunk(ino uint64, idx uint32, c Chunk, size uint64, mtime int64, fresh bool) (*Attr, error) {
+	s.mu.Lock()
+	a, err := s.getAttr(ino)
+	if err == nil && !a.IsRegular() {
+		err = fmt.Errorf("bind chunk %016x to inode %d: %w", c.ID, ino, syscall.EINVAL)
+	}
+	var cur Chunk
+	if err == nil {
+		cur, err = s.Chunk(ino, idx)
+	}
+	if err == nil && cur.ID != c.ID && (cur.ID != 0 || !fresh) {
+		err = fmt.Errorf("bind chunk %016x as chunk %d of inode %d, which holds chunk %016x: %w", c.ID, idx, ino, cur.ID, syscall.ESTALE)
+	}
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	b := s.db.NewBatch()
+	if cur.ID == 0 {
+		b.Set(chunkKey(ino, idx), encodeChunk(c), nil)
+	}
+	if size > a.Size {
+		a.Size = size
+	}
+	a.Mtime, a.Ctime = mtime, mtime
+	putAttr(b, a)
+	if err := s.commit(b); err != nil {
+		return nil, fmt.Errorf("bind chunk %016x to inode %d: %w", c.ID, ino, err)
+	}
+	return a, nil
+}
+
 // Extended attribute limits, as Linux's XATTR_NAME_MAX and XATTR_SIZE_MAX.
 const (
 	MaxXattrName  = 255

@@ -28,18 +28,27 @@ func checkName(name string) error {
 // symlink or special file depending on n.Mode. The goal is inherited from the
 // parent. It fails with EEXIST if the name is taken.
 func (s *Store) Create(parent uint64, name string, n Node) (*Attr, error) {
-	return s.create(parent, name, n, false)
+	a, _, err := s.create(parent, name, n, false, false)
+	return a, err
 }
 
 // CreateOpen is Create for a file that the caller also opens: the new inode
 // counts one open handle (see OpenInode) in the same step.
 func (s *Store) CreateOpen(parent uint64, name string, n Node) (*Attr, error) {
-	return s.create(parent, name, n, true)
+	a, _, err := s.create(parent, name, n, true, false)
+	return a, err
 }
 
-func (s *Store) create(parent uint64, name string, n Node, open bool) (*Attr, error) {
+// CreateOpenReserve is CreateOpen that also reserves a chunk id, recorded
+// in the same commit (the id is never handed out again, also after a
+// crash), for the master to offer as the new file's chunk 0 (see BindChunk).
+func (s *Store) CreateOpenReserve(parent uint64, name string, n Node) (*Attr, uint64, error) {
+	return s.create(parent, name, n, true, true)
+}
+
+func (s *Store) create(parent uint64, name string, n Node, open, reserve bool) (*Attr, uint64, error) {
 	if err := checkName(name); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	s.mu.Lock()
 	p, err := s.getAttr(parent)
@@ -55,7 +64,7 @@ func (s *Store) create(parent uint64, name string, n Node, open bool) (*Attr, er
 	}
 	if err != nil {
 		s.mu.Unlock()
-		return nil, err
+		return nil, 0, err
 	}
 	now := s.now().UnixNano()
 	a := &Attr{Ino: s.nextIno, Mode: n.Mode, Uid: n.Uid, Gid: n.Gid, Rdev: n.Rdev, Nlink: 1,
@@ -64,6 +73,11 @@ func (s *Store) create(parent uint64, name string, n Node, open bool) (*Attr, er
 		a.Size = uint64(len(n.Target))
 	}
 	s.nextIno++
+	var chunkID uint64
+	if reserve && a.IsRegular() {
+		chunkID = s.nextChunk
+		s.nextChunk++
+	}
 	b := s.db.NewBatch()
 	if a.IsDir() {
 		a.Nlink = 2
@@ -80,9 +94,9 @@ func (s *Store) create(parent uint64, name string, n Node, open bool) (*Attr, er
 		s.opens[a.Ino]++
 	}
 	if err := s.commit(b); err != nil {
-		return nil, fmt.Errorf("create %q in inode %d: %w", name, parent, err)
+		return nil, 0, fmt.Errorf("create %q in inode %d: %w", name, parent, err)
 	}
-	return a, nil
+	return a, chunkID, nil
 }
 
 // Link adds a hard link newName in newParent to inode ino.

@@ -69,6 +69,20 @@ type walFS struct {
 	mu    sync.Mutex
 	files map[*walFile]struct{}
 	err   atomic.Pointer[error] // first background fsync failure, sticky
+	syncs atomic.Int64          // log fsyncs done (tests)
+
+	// The group sync of WaitDurable: callers that arrive while an fsync
+	// runs wait for the next one, which they all share.
+	gmu     sync.Mutex
+	running bool
+	next    *syncRound // the round the callers arriving now will share
+}
+
+// syncRound is one shared fsync: done is closed when it ends, err is its
+// result.
+type syncRound struct {
+	done chan struct{}
+	err  error
 }
 
 func newWalFS(inner vfs.FS) *walFS {
@@ -109,6 +123,59 @@ func (fs *walFS) syncNow() error {
 	return nil
 }
 
+// WaitDurable returns once every change answered before the call is on
+// disk. In SyncInterval mode it starts an fsync of the write-ahead log (or,
+// if one is running, which may have started before the caller's changes
+// were written, waits for it and joins the next); concurrent callers share
+// one fsync. In SyncAlways mode every answered change is on disk already.
+// fsync on the DFS mount ends with it (the MetaSync message).
+func (s *Store) WaitDurable() error {
+	if s.wal == nil {
+		return nil
+	}
+	if err := s.wal.groupSync(); err != nil {
+		return fmt.Errorf("metadata sync: %w", err)
+	}
+	return nil
+}
+
+func (fs *walFS) groupSync() error {
+	fs.gmu.Lock()
+	if fs.next == nil {
+		fs.next = &syncRound{done: make(chan struct{})}
+	}
+	r := fs.next
+	if !fs.running {
+		fs.running = true
+		go fs.runRounds()
+	}
+	fs.gmu.Unlock()
+	<-r.done
+	return r.err
+}
+
+// runRounds runs shared fsyncs while callers wait for one.
+func (fs *walFS) runRounds() {
+	for {
+		fs.gmu.Lock()
+		r := fs.next
+		fs.next = nil
+		if r == nil {
+			fs.running = false
+			fs.gmu.Unlock()
+			return
+		}
+		fs.gmu.Unlock()
+		// The round's callers all arrived before this point: their changes
+		// are in the log files, and syncNow fsyncs the dirty ones.
+		r.err = fs.syncNow()
+		if r.err == nil {
+			r.err = fs.failed()
+		}
+		close(r.done)
+	}
+}
+
 func (fs *walFS) failed() error {
 	if p := fs.err.Load(); p != nil {
 		return fmt.Errorf("background metadata fsync: %w", *p)
@@ -126,6 +193,7 @@ func (f *walFile) syncIfDirty() error {
 	if !f.dirty.Swap(false) {
 		return nil
 	}
+	f.fs.syncs.Add(1)
 	return f.File.SyncData()
 }
 
@@ -149,4 +217,21 @@ func (f *walFile) Close() error {
 		err = cerr
 	}
 	return err
+}
+
+// Unsynced reports whether some answered change may not be on disk yet (a
+// write-ahead log file written since its last fsync; always false in
+// SyncAlways mode).
+func (s *Store) Unsynced() bool {
+	if s.wal == nil {
+		return false
+	}
+	s.wal.mu.Lock()
+	defer s.wal.mu.Unlock()
+	for f := range s.wal.files {
+		if f.dirty.Load() {
+			return true
+		}
+	}
+	return false
 }

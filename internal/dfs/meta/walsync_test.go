@@ -94,3 +94,69 @@ func BenchmarkCreateSync(b *testing.B) {
 		})
 	}
 }
+
+// TestWaitDurableSharesOneFsync: WaitDurable returns with the log on disk,
+// and concurrent callers share fsyncs instead of taking one each.
+func TestWaitDurableSharesOneFsync(t *testing.T) {
+	s, err := OpenWith(t.TempDir(), Options{Sync: SyncInterval, SyncInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	dirty := func() bool {
+		s.wal.mu.Lock()
+		defer s.wal.mu.Unlock()
+		for f := range s.wal.files {
+			if f.dirty.Load() {
+				return true
+			}
+		}
+		return false
+	}
+	if _, err := s.Create(RootIno, "a", Node{Mode: syscall.S_IFREG | 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	if !dirty() {
+		t.Fatal("no dirty log file after a commit")
+	}
+	if err := s.WaitDurable(); err != nil {
+		t.Fatal(err)
+	}
+	if dirty() {
+		t.Fatal("log still dirty after WaitDurable")
+	}
+	const callers = 64
+	for round := 0; round < 3; round++ {
+		before := s.wal.syncs.Load()
+		errs := make(chan error, callers)
+		for i := 0; i < callers; i++ {
+			go func() {
+				_, err := s.Create(RootIno, fmt.Sprintf("r%d-%d", round, i), Node{Mode: syscall.S_IFREG | 0o644})
+				if err == nil {
+					err = s.WaitDurable()
+				}
+				errs <- err
+			}()
+		}
+		for i := 0; i < callers; i++ {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if dirty() {
+			t.Fatal("log dirty after every caller's WaitDurable returned")
+		}
+		if n := s.wal.syncs.Load() - before; n >= callers {
+			t.Errorf("round %d: %d fsyncs for %d concurrent WaitDurable calls, want them shared", round, n, callers)
+		}
+	}
+	// SyncAlways: nothing to wait for.
+	s2, err := OpenWith(t.TempDir(), Options{Sync: SyncAlways})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if err := s2.WaitDurable(); err != nil {
+		t.Fatal(err)
+	}
+}

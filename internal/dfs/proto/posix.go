@@ -94,6 +94,30 @@ type Lock struct {
 	Kind  uint8
 }
 
+// Overlaps reports whether the byte ranges of m and l meet.
+func (m *Lock) Overlaps(l *Lock) bool { return m.Start <= l.End && l.Start <= m.End }
+
+// Outside returns the parts of m's range outside l's (none, one or two locks
+// like m): what is left of an owner's lock m when the same owner locks or
+// unlocks l's range.
+func (m *Lock) Outside(l *Lock) []Lock {
+	if !m.Overlaps(l) {
+		return []Lock{*m}
+	}
+	var out []Lock
+	if m.Start < l.Start {
+		left := *m
+		left.End = l.Start - 1
+		out = append(out, left)
+	}
+	if m.End > l.End {
+		right := *m
+		right.Start = l.End + 1
+		out = append(out, right)
+	}
+	return out
+}
+
 // Encode appends m to e.
 func (m *Lock) Encode(e *Enc) {
 	e.U64(m.Ino)

@@ -1,0 +1,178 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rampart-storage/rampart/internal/dfs/client"
+	"github.com/rampart-storage/rampart/internal/dfs/fusefs"
+	"github.com/rampart-storage/rampart/internal/dfs/local"
+	"github.com/rampart-storage/rampart/internal/dfs/proto"
+	"github.com/rampart-storage/rampart/internal/testutil"
+)
+
+// mounts starts a local cluster and mounts it twice through two clients (two
+// master sessions), as two machines would. Needs root and
+// RAMPART_ROOT_TESTS=1.
+func mounts(t *testing.T) (*local.Cluster, string, string) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cl, err := local.Start(ctx, local.Config{Dir: t.TempDir(), Heartbeat: 100 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	var mnts []string
+	for range 2 {
+		c, err := client.Dial(ctx, cl.Master.ClientAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		mnt := t.TempDir()
+		srv, err := fusefs.Mount(mnt, c, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Unmount() })
+		mnts = append(mnts, mnt)
+	}
+	return cl, mnts[0], mnts[1]
+}
+
+func readFile(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestMountSmallFilesUseOffers: small files created through a mount take no
+// WriteChunk (the create's offer carries chunk 0), and the other mount reads
+// each one's content after its close.
+func TestMountSmallFilesUseOffers(t *testing.T) {
+	cl, a, b := mounts(t)
+	allocs := cl.Master.Requests(proto.MsgWriteChunk)
+	for i := range 20 {
+		data := bytes.Repeat([]byte{byte('a' + i)}, 4096+i)
+		name := fmt.Sprintf("f%d", i)
+		if err := os.WriteFile(filepath.Join(a, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(t, filepath.Join(b, name)); !bytes.Equal(got, data) {
+			t.Fatalf("%s: other mount read %d bytes, want the %d written", name, len(got), len(data))
+		}
+	}
+	if got := cl.Master.Requests(proto.MsgWriteChunk) - allocs; got != 0 {
+		t.Errorf("WriteChunk requests for 20 small files: got %d, want 0", got)
+	}
+	if got := cl.Master.Requests(proto.MsgWriteEndChunk); got < 20 {
+		t.Errorf("WriteEndChunk requests: got %d, want at least 20", got)
+	}
+}
+
+// TestMountCloseToOpenAfterStat: a mount that cached a file's attributes
+// (stat) sees the longer content another mount wrote and closed since, at
+// its next open, within the attribute timeout.
+func TestMountCloseToOpenAfterStat(t *testing.T) {
+	_, a, b := mounts(t)
+	for i := range 10 {
+		if err := os.WriteFile(filepath.Join(a, "cto"), []byte("short"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(readFile(t, filepath.Join(b, "cto"))); got != "short" {
+			t.Fatalf("first read: %q, want %q", got, "short")
+		}
+		if _, err := os.Stat(filepath.Join(b, "cto")); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("a much longer version %d", i)
+		if err := os.WriteFile(filepath.Join(a, "cto"), []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(readFile(t, filepath.Join(b, "cto"))); got != want {
+			t.Fatalf("round %d: read %q after the other mount's close, want %q", i, got, want)
+		}
+	}
+}
+
+// TestMountReplacedName: after another mount renamed a new file over a name
+// this mount had looked up, stat and open of the name find the new file (the
+// old inode answers ESTALE and the kernel looks the name up again) instead
+// of failing with ENOENT until the entry expires.
+func TestMountReplacedName(t *testing.T) {
+	_, a, b := mounts(t)
+	for i := range 10 {
+		if err := os.WriteFile(filepath.Join(a, "t"), []byte("old"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(readFile(t, filepath.Join(b, "t"))); got != "old" {
+			t.Fatalf("round %d: first read %q, want %q", i, got, "old")
+		}
+		want := fmt.Sprintf("new version %d", i)
+		if err := os.WriteFile(filepath.Join(a, "t.new"), []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(a, "t.new"), filepath.Join(a, "t")); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(filepath.Join(b, "t"))
+		if err != nil {
+			t.Fatalf("round %d: stat after the rename: %v", i, err)
+		}
+		if st.Size() != int64(len(want)) {
+			t.Errorf("round %d: size %d, want %d", i, st.Size(), len(want))
+		}
+		if got := string(readFile(t, filepath.Join(b, "t"))); got != want {
+			t.Fatalf("round %d: read %q, want %q", i, got, want)
+		}
+	}
+}
+
+// TestMountCreateRace: open(O_CREAT) without O_EXCL on two mounts at once opens
+// the file that the other mount created first instead of failing with EEXIST.
+func TestMountCreateRace(t *testing.T) {
+	_, a, b := mounts(t)
+	const n = 200
+	errs := make(chan error, 2*n)
+	var wg sync.WaitGroup
+	for _, mnt := range []string{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				f, err := os.OpenFile(filepath.Join(mnt, fmt.Sprintf("f%d", i)), os.O_CREATE|os.O_WRONLY, 0o644)
+				if err != nil {
+					errs <- err
+					continue
+				}
+				f.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	failed := 0
+	for err := range errs {
+		if failed < 3 {
+			t.Error(err)
+		}
+		failed++
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d opens with O_CREAT failed", failed, 2*n)
+	}
+}
