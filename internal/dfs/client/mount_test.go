@@ -2,52 +2,22 @@ package client_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/rampart-storage/rampart/internal/dfs/client"
-	"github.com/rampart-storage/rampart/internal/dfs/fusefs"
 	"github.com/rampart-storage/rampart/internal/dfs/local"
+	"github.com/rampart-storage/rampart/internal/dfs/local/localtest"
 	"github.com/rampart-storage/rampart/internal/dfs/proto"
-	"github.com/rampart-storage/rampart/internal/testutil"
 )
 
 // mounts starts a local cluster and mounts it twice through two clients (two
-// master sessions), as two machines would. Needs root and
-// RAMPART_ROOT_TESTS=1.
+// master sessions), as two machines would. Needs root and RAMPART_ROOT_TESTS=1.
 func mounts(t *testing.T) (*local.Cluster, string, string) {
 	t.Helper()
-	testutil.RequireRoot(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	cl, err := local.Start(ctx, local.Config{Dir: t.TempDir(), Heartbeat: 100 * time.Millisecond,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	var mnts []string
-	for range 2 {
-		c, err := client.Dial(ctx, cl.Master.ClientAddr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		mnt := t.TempDir()
-		srv, err := fusefs.Mount(mnt, c, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Unmount() })
-		mnts = append(mnts, mnt)
-	}
+	cl, mnts := localtest.Mounts(t, 2)
 	return cl, mnts[0], mnts[1]
 }
 

@@ -2,50 +2,22 @@ package local_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
-	"time"
 
-	"github.com/rampart-storage/rampart/internal/dfs/client"
-	"github.com/rampart-storage/rampart/internal/dfs/fusefs"
-	"github.com/rampart-storage/rampart/internal/dfs/local"
+	"github.com/rampart-storage/rampart/internal/dfs/local/localtest"
 )
 
-// mount starts a local cluster and mounts it; it needs root and
-// RAMPART_ROOT_TESTS=1.
+// mount starts a local cluster and mounts it once.
 func mount(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 || os.Getenv("RAMPART_ROOT_TESTS") != "1" {
-		t.Skip("FUSE test: needs root and RAMPART_ROOT_TESTS=1")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	cl, err := local.Start(ctx, local.Config{Dir: t.TempDir(), Heartbeat: 100 * time.Millisecond,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	c, err := client.Dial(ctx, cl.Master.ClientAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	mnt := t.TempDir()
-	srv, err := fusefs.Mount(mnt, c, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Unmount() })
-	return mnt
+	_, mnts := localtest.Mounts(t, 1)
+	return mnts[0]
 }
 
 func TestMountBigFile(t *testing.T) {

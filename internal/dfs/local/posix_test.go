@@ -1,11 +1,8 @@
 package local_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,40 +12,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/rampart-storage/rampart/internal/dfs/client"
-	"github.com/rampart-storage/rampart/internal/dfs/fusefs"
-	"github.com/rampart-storage/rampart/internal/dfs/local"
-	"github.com/rampart-storage/rampart/internal/testutil"
+	"github.com/rampart-storage/rampart/internal/dfs/local/localtest"
 )
 
 // mountPair starts a local cluster and mounts it twice, through two clients
 // (two master sessions), as two machines would.
 func mountPair(t *testing.T) (a, b string) {
 	t.Helper()
-	testutil.RequireRoot(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	cl, err := local.Start(ctx, local.Config{Dir: t.TempDir(), Heartbeat: 100 * time.Millisecond,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	var mnts []string
-	for i := 0; i < 2; i++ {
-		c, err := client.Dial(ctx, cl.Master.ClientAddr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		mnt := t.TempDir()
-		srv, err := fusefs.Mount(mnt, c, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Unmount() })
-		mnts = append(mnts, mnt)
-	}
+	_, mnts := localtest.Mounts(t, 2)
 	return mnts[0], mnts[1]
 }
 
