@@ -148,8 +148,8 @@ func (c *Client) Getattr(ctx context.Context, ino uint64) (*proto.Attr, error) {
 	return c.attrCall(ctx, proto.MsgGetattr, &e)
 }
 
-// Create makes a file, directory, symlink or special file.
-func (c *Client) Create(ctx context.Context, parent uint64, name string, n proto.Node) (*proto.Attr, error) {
+// createRequest encodes the request of Create, CreateOpen and CreateOpenLoc.
+func createRequest(parent uint64, name string, n proto.Node) proto.Enc {
 	var e proto.Enc
 	e.U64(parent)
 	e.String(name)
@@ -158,6 +158,12 @@ func (c *Client) Create(ctx context.Context, parent uint64, name string, n proto
 	e.U32(n.Gid)
 	e.U32(n.Rdev)
 	e.String(n.Target)
+	return e
+}
+
+// Create makes a file, directory, symlink or special file.
+func (c *Client) Create(ctx context.Context, parent uint64, name string, n proto.Node) (*proto.Attr, error) {
+	e := createRequest(parent, name, n)
 	return c.attrCall(ctx, proto.MsgCreate, &e)
 }
 

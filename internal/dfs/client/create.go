@@ -80,14 +80,7 @@ func (c *Client) CreateOpenW(ctx context.Context, parent uint64, name string, n 
 	if c.offers.unsupported.Load() {
 		return c.CreateOpen(ctx, parent, name, n)
 	}
-	var e proto.Enc
-	e.U64(parent)
-	e.String(name)
-	e.U32(n.Mode)
-	e.U32(n.Uid)
-	e.U32(n.Gid)
-	e.U32(n.Rdev)
-	e.String(n.Target)
+	e := createRequest(parent, name, n)
 	b, err := c.master.Call(ctx, proto.MsgCreateOpenLoc, e.B)
 	if isUnsupported(err) {
 		c.offers.unsupported.Store(true)

@@ -59,14 +59,7 @@ func decodeOpenReply(b []byte) ([]byte, *proto.ChunkLoc, error) {
 
 // CreateOpen is Create for a file the caller opens at once: one round trip.
 func (c *Client) CreateOpen(ctx context.Context, parent uint64, name string, n proto.Node) (*proto.Attr, error) {
-	var e proto.Enc
-	e.U64(parent)
-	e.String(name)
-	e.U32(n.Mode)
-	e.U32(n.Uid)
-	e.U32(n.Gid)
-	e.U32(n.Rdev)
-	e.String(n.Target)
+	e := createRequest(parent, name, n)
 	return c.attrCall(ctx, proto.MsgCreateOpen, &e)
 }
 
