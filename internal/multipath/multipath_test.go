@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampart-storage/rampart/internal/blockdev"
 	"github.com/rampart-storage/rampart/internal/iscsi/initiator"
 	"github.com/rampart-storage/rampart/internal/testutil"
 )
@@ -120,8 +122,15 @@ func targetURL(t *testing.T) initiator.URL {
 }
 
 // TestCutOnePathNoIOError cuts the active path while a verifying writer runs: no I/O
-// error, a bounded stall, the path shown faulty, and ready again once restored.
+// error, a bounded stall, the path shown faulty, and ready again once restored. The
+// reads go into memory, and in the "pipe" run into a pipe as NBD's do (a read cut
+// half-spliced must be read again whole on the other path).
 func TestCutOnePathNoIOError(t *testing.T) {
+	t.Run("memory", func(t *testing.T) { testCutOnePath(t, false) })
+	t.Run("pipe", func(t *testing.T) { testCutOnePath(t, true) })
+}
+
+func testCutOnePath(t *testing.T, piped bool) {
 	u := targetURL(t)
 	a, b := newCutProxy(t, u.Portal), newCutProxy(t, u.Portal)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -147,6 +156,31 @@ func TestCutOnePathNoIOError(t *testing.T) {
 		defer close(done)
 		blk := make([]byte, 64<<10)
 		got := make([]byte, len(blk))
+		var pipe *blockdev.Pipe
+		if piped {
+			var err error
+			if pipe, err = blockdev.NewPipe(1 << 20); err != nil {
+				t.Error(err)
+				return
+			}
+			defer pipe.Close()
+		}
+		read := func(off int64) error {
+			if pipe == nil {
+				_, err := dev.ReadAt(got, off)
+				return err
+			}
+			clear(got)
+			inPipe, err := dev.ReadAtPipe(pipe, got, off)
+			if err != nil {
+				return err
+			}
+			if !inPipe {
+				return errors.New("read did not go through the pipe")
+			}
+			_, err = io.ReadFull(pipe, got)
+			return err
+		}
 		for i := 0; ; i++ {
 			select {
 			case <-stop:
@@ -164,7 +198,7 @@ func TestCutOnePathNoIOError(t *testing.T) {
 				t.Errorf("write during path failure: %v", err)
 				return
 			}
-			if _, err := dev.ReadAt(got, off); err != nil || !bytes.Equal(got, blk) {
+			if err := read(off); err != nil || !bytes.Equal(got, blk) {
 				ioErrs.Add(1)
 				t.Errorf("read back during path failure: %v (equal %v)", err, bytes.Equal(got, blk))
 				return

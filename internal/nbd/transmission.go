@@ -9,7 +9,10 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/rampart-storage/rampart/internal/blockdev"
 )
@@ -26,16 +29,91 @@ type transmission struct {
 	wg   sync.WaitGroup
 	bufs sync.Pool
 	ua   *blockdev.Unaligned
+
+	// Reads of a device that can fill a pipe (blockdev.PipeReader) are spliced from
+	// the pipe into the connection, so their data never passes through user memory.
+	pdev    blockdev.PipeReader // nil: no piped reads
+	rc      syscall.RawConn
+	pmu     sync.Mutex
+	pipes   []*blockdev.Pipe // free pipes
+	noPipes atomic.Bool      // making a pipe failed: read through memory from now on
 }
+
+// pipeSize is the largest read that goes through a pipe.
+const pipeSize = 1 << 20
 
 func newTransmission(ua *blockdev.Unaligned, r *bufio.Reader, w io.Writer, maxInFlight int) *transmission {
 	t := &transmission{dev: ua.Dev, ua: ua, r: r, w: w, sem: make(chan struct{}, maxInFlight)}
 	t.bufs.New = func() any { b := make([]byte, 0, 1<<20); return &b }
+	if pr, ok := ua.Dev.(blockdev.PipeReader); ok {
+		if sc, ok := w.(syscall.Conn); ok {
+			if rc, err := sc.SyscallConn(); err == nil {
+				t.pdev, t.rc = pr, rc
+			}
+		}
+	}
 	return t
 }
 
+// getPipe returns a free pipe, or nil (read through memory) when none can be made.
+func (t *transmission) getPipe() *blockdev.Pipe {
+	t.pmu.Lock()
+	defer t.pmu.Unlock()
+	if n := len(t.pipes); n > 0 {
+		p := t.pipes[n-1]
+		t.pipes = t.pipes[:n-1]
+		return p
+	}
+	p, err := blockdev.NewPipe(pipeSize)
+	if err != nil {
+		t.noPipes.Store(true) // e.g. over the user's pipe memory limit: stop trying
+		return nil
+	}
+	return p
+}
+
+func (t *transmission) putPipe(p *blockdev.Pipe) {
+	if p.Len() > 0 && p.Reset() != nil {
+		p.Close()
+		return
+	}
+	t.pmu.Lock()
+	t.pipes = append(t.pipes, p)
+	t.pmu.Unlock()
+}
+
+// readPiped serves an aligned read through a pipe; ok is false when it did not (the
+// caller reads through memory).
+func (t *transmission) readPiped(req request, data []byte) (ok bool) {
+	bs := uint64(t.dev.BlockSize())
+	if t.pdev == nil || t.noPipes.Load() || req.length > pipeSize || req.offset%bs != 0 || uint64(req.length)%bs != 0 ||
+		req.length == 0 || int64(req.offset+uint64(req.length)) > t.dev.Size() {
+		return false
+	}
+	p := t.getPipe()
+	if p == nil {
+		return false
+	}
+	defer t.putPipe(p)
+	piped, err := t.pdev.ReadAtPipe(p, data, int64(req.offset))
+	switch {
+	case err != nil:
+		t.reply(req.handle, errnoOf(err), nil)
+	case !piped: // the data is in memory after all
+		t.reply(req.handle, 0, data)
+	default:
+		t.replyPipe(req.handle, p)
+	}
+	return true
+}
+
 func (t *transmission) run(ctx context.Context) error {
-	defer t.wg.Wait()
+	defer func() {
+		t.wg.Wait()
+		for _, p := range t.pipes {
+			p.Close()
+		}
+	}()
 	var hdr [requestSize]byte
 	for {
 		if _, err := io.ReadFull(t.r, hdr[:]); err != nil {
@@ -77,6 +155,10 @@ func (t *transmission) run(ctx context.Context) error {
 		go func() {
 			defer t.wg.Done()
 			defer func() { <-t.sem }()
+			if req.typ == cmdRead && t.readPiped(req, data) {
+				t.bufs.Put(bp)
+				return
+			}
 			errno := t.execute(req, data)
 			if req.typ == cmdRead && errno == 0 {
 				t.reply(req.handle, 0, data)
@@ -101,6 +183,46 @@ func (t *transmission) reply(handle uint64, errno uint32, data []byte) {
 	}
 	bufs := net.Buffers{h[:], data}
 	bufs.WriteTo(t.w)
+}
+
+// replyPipe sends a read's reply with the data the pipe holds. A failure to send
+// breaks the connection, which is closed so that the client sees it.
+func (t *transmission) replyPipe(handle uint64, p *blockdev.Pipe) {
+	var h [16]byte
+	binary.BigEndian.PutUint32(h[:], magicSimple)
+	binary.BigEndian.PutUint64(h[8:], handle)
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	var serr error
+	sent := 0
+	err := t.rc.Write(func(fd uintptr) bool {
+		// MSG_MORE: the header leaves with the data that follows, not alone.
+		for sent < len(h) {
+			n, err := unix.SendmsgN(int(fd), h[sent:], nil, nil, unix.MSG_MORE)
+			if n > 0 {
+				sent += n
+			}
+			if err == unix.EAGAIN {
+				return false
+			}
+			if err != nil && err != unix.EINTR {
+				serr = err
+				return true
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = serr
+	}
+	if err == nil {
+		err = p.WriteTo(t.rc)
+	}
+	if err != nil {
+		if c, ok := t.w.(io.Closer); ok {
+			c.Close()
+		}
+	}
 }
 
 // execute runs one request and returns its NBD error number (0 for success).

@@ -27,6 +27,12 @@ func (s *Session) Execute(ctx context.Context, lun uint64, cdb, dataOut, dataIn 
 		return Result{}, errors.New("bidirectional commands are not supported")
 	}
 	t := &task{lun: lun, dataIn: dataIn, dataOut: dataOut, done: make(chan struct{})}
+	if pipe := pipeFrom(ctx); pipe != nil && dataIn != nil && s.rc != nil {
+		if err := pipe.Reset(); err != nil { // what an earlier try left
+			return Result{}, err
+		}
+		t.pipe = pipe
+	}
 	var p iscsi.PDU
 	p.BHS[0] = byte(iscsi.OpSCSICommand)
 	p.BHS[1] = iscsi.FlagFinal | 1 // task attribute SIMPLE
@@ -104,6 +110,13 @@ func (s *Session) Execute(ctx context.Context, lun uint64, cdb, dataOut, dataIn 
 		if t.err != nil {
 			return Result{}, t.err
 		}
+		if t.pipeFell {
+			if err := t.pipe.Reset(); err != nil {
+				return Result{}, err
+			}
+			return Result{}, errPipeFallback
+		}
+		t.res.Piped = t.pipe != nil && t.res.DataIn > 0
 		return t.res, nil
 	case <-ctx.Done():
 		s.mu.Lock()
@@ -112,6 +125,7 @@ func (s *Session) Execute(ctx context.Context, lun uint64, cdb, dataOut, dataIn 
 		}
 		if _, live := s.tasks[t.itt]; live {
 			t.dataIn = nil // a late Data-In must not touch the caller's buffer
+			t.pipe = nil   // nor its pipe
 		}
 		s.mu.Unlock()
 		return Result{}, ctx.Err()
@@ -180,6 +194,7 @@ func (s *Session) reader(br *bufio.Reader) {
 		if direct {
 			continue
 		}
+		s.cr.exact = false
 		if err := iscsi.ReadPDU(br, &p, s.dig, maxData); err != nil {
 			s.fail(fmt.Errorf("receive: %w", err))
 			return
@@ -228,9 +243,21 @@ func (s *Session) readDataIn(br *bufio.Reader, maxData int) (bool, error) {
 	}
 	t.receiving = true
 	dst := t.dataIn[off : off+n]
+	pipe := t.pipe
+	if pipe != nil && (off != t.got || t.pipeFell) { // a pipe takes the data in order only
+		t.pipeFell, pipe = true, nil
+	}
 	s.mu.Unlock()
 	br.Discard(hl)
-	_, err = io.ReadFull(br, dst)
+	// After a segment spliced into a pipe, headers are read exactly, so that the
+	// next segment stays in the socket for the next splice.
+	s.cr.exact = pipe != nil
+	fell := false
+	if pipe != nil {
+		fell, err = s.spliceIn(br, pipe, dst)
+	} else {
+		_, err = io.ReadFull(br, dst)
+	}
 	var tail [8]byte // padding, then the data digest
 	pad := (4 - n%4) % 4
 	want := pad
@@ -249,6 +276,9 @@ func (s *Session) readDataIn(br *bufio.Reader, maxData int) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t.receiving = false
+	if fell {
+		t.pipeFell = true
+	}
 	s.received.Broadcast()
 	if err != nil {
 		return true, err
@@ -307,6 +337,9 @@ func (s *Session) handle(p *iscsi.PDU) error {
 				return fmt.Errorf("Data-In for task %#x at %d+%d beyond its %d-byte buffer", t.itt, off, len(p.Data), len(t.dataIn))
 			}
 			copy(t.dataIn[off:], p.Data)
+			if t.pipe != nil && len(p.Data) > 0 {
+				t.pipeFell = true // this part is in the buffer, not the pipe
+			}
 		}
 		s.dataInDone(p, t, off, len(p.Data))
 		s.mu.Unlock()

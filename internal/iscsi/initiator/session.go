@@ -8,8 +8,10 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/rampart-storage/rampart/internal/blockdev"
 	"github.com/rampart-storage/rampart/internal/iscsi"
 )
 
@@ -17,6 +19,8 @@ import (
 type Session struct {
 	o      Options
 	conn   net.Conn
+	rc     syscall.RawConn // conn's descriptor for splicing Data-In into pipes; nil if none
+	cr     *capReader      // under the reader's bufio.Reader
 	params iscsi.Params
 	dig    iscsi.Digests
 	tsih   uint16
@@ -49,7 +53,9 @@ type Result struct {
 	Status byte
 	Sense  []byte
 	// DataIn is how many bytes of the data-in buffer the target filled.
-	DataIn    int
+	DataIn int
+	// Piped: the data-in went into the context's pipe (WithPipe), not the buffer.
+	Piped     bool
 	Residual  uint32
 	Underflow bool
 	Overflow  bool
@@ -66,6 +72,10 @@ type task struct {
 	got     int
 	// receiving: the reader is filling dataIn[...] without s.mu (readDataIn)
 	receiving bool
+	// pipe, when set, takes the data-in instead of dataIn (see pipe.go); pipeFell:
+	// part of it went to dataIn instead, so the read must be done again.
+	pipe     *blockdev.Pipe
+	pipeFell bool
 }
 
 // Dial connects to o.Portal and logs in.
@@ -89,7 +99,8 @@ func dial(ctx context.Context, o Options, isid [6]byte) (*Session, error) {
 	}
 	deadline, _ := ctx.Deadline()
 	conn.SetDeadline(deadline)
-	l := &loginConn{o: &o, br: bufio.NewReaderSize(conn, 64<<10), bw: bufio.NewWriterSize(conn, 64<<10), isid: isid}
+	cr := &capReader{r: conn, max: iscsi.BHSLen}
+	l := &loginConn{o: &o, br: bufio.NewReaderSize(cr, 64<<10), bw: bufio.NewWriterSize(conn, 64<<10), isid: isid}
 	if err := l.login(); err != nil {
 		conn.Close()
 		what := "target " + o.TargetName
@@ -100,10 +111,13 @@ func dial(ctx context.Context, o Options, isid [6]byte) (*Session, error) {
 	}
 	conn.SetDeadline(time.Time{})
 	s := &Session{
-		o: o, conn: conn, params: l.params, tsih: l.tsih, isid: isid,
+		o: o, conn: conn, cr: cr, params: l.params, tsih: l.tsih, isid: isid,
 		dig: iscsi.Digests{Header: l.params.HeaderDigest, Data: l.params.DataDigest},
 		bw:  iscsi.NewSockWriter(conn), cmdSN: l.expCmdSN, expCmdSN: l.expCmdSN, maxCmdSN: l.maxCmdSN, expSN: l.expSN,
 		nextITT: 1, tasks: map[uint32]*task{}, done: make(chan struct{}),
+	}
+	if sc, ok := conn.(syscall.Conn); ok && !s.dig.Data {
+		s.rc, _ = sc.SyscallConn()
 	}
 	s.window = sync.NewCond(&s.mu)
 	s.received = sync.NewCond(&s.mu)
