@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -173,7 +174,8 @@ func withArray(ctx context.Context, o *raidOptions, args []string, readOnly bool
 	if err != nil {
 		return err
 	}
-	opts := raid.AssembleOptions{ReadOnly: readOnly, DropStale: o.dropStale, NoAutoRebuild: readOnly, Lock: true}
+	opts := raid.AssembleOptions{ReadOnly: readOnly, DropStale: o.dropStale, NoAutoRebuild: readOnly, Lock: true,
+		Open: raid.OpenFunc(readOnly), Logger: slog.Default()}
 	if o.minSpeed != "" {
 		if opts.MinSpeed, err = units.ParseSize(o.minSpeed); err != nil {
 			raid.CloseMembers(ms)

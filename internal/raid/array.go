@@ -78,6 +78,9 @@ type Array struct {
 	// ghosts are the device UUIDs of members absent from their roles (removed, or
 	// not there at assembly), kept in the role table so that they can be re-added.
 	ghosts []UUID
+	// locations are the member specs the freshest superblock held at assembly
+	// (Superblock.Locations), kept for roles that have no member now.
+	locations []string
 }
 
 // SetSpeed sets the rebuild throttle: min bytes/s while foreground I/O runs, max when
@@ -286,6 +289,21 @@ func (a *Array) checkFailedLocked() {
 	}
 }
 
+// locationsLocked are the specs of the members holding each role, for the superblock:
+// a role without a member keeps the location the array was assembled with.
+func (a *Array) locationsLocked() []string {
+	locs := make([]string, a.g.n)
+	for r, m := range a.roles {
+		switch {
+		case m != nil && m.name != "missing":
+			locs[r] = m.name
+		case r < len(a.locations):
+			locs[r] = a.locations[r]
+		}
+	}
+	return locs
+}
+
 // roleTableLocked builds the role table that goes into every superblock.
 func (a *Array) roleTableLocked() []RoleEntry {
 	t := make([]RoleEntry, a.g.n)
@@ -310,7 +328,7 @@ func (a *Array) superblockFor(role uint32, m *member, table []RoleEntry) *Superb
 		RaidDevices: uint32(a.g.n), Role: role, Clean: a.clean.Load(), Events: a.events,
 		CTime: a.ctime, DataOffset: uint64(a.g.dataOff), DataSize: uint64(a.g.dataSize),
 		JournalOff: uint64(a.jOff), JournalSlots: uint32(a.jSlots), JournalDurable: a.j.durableSeq(), BlockSize: uint32(a.g.bs),
-		Name: a.name, Policy: a.policy, Roles: table,
+		Name: a.name, Policy: a.policy, Roles: table, Locations: a.locationsLocked(),
 	}
 	if a.bm != nil {
 		sb.BitmapOff, sb.BitmapChunk, sb.BitmapBytes = uint64(a.bm.off), uint64(a.bm.region), uint32(a.bm.size)

@@ -172,6 +172,11 @@ type AssembleOptions struct {
 	// Control serves management requests on the array's control socket in
 	// RunDir() until Close (best effort: a failure to listen is logged).
 	Control bool
+	// Open, when set, opens a member by its spec. Assembly uses it to find a member
+	// missing from those it was given at the location the freshest superblock
+	// records for its role: e.g. the spare that replaced a failed disk, when the
+	// array is assembled again from its original list.
+	Open func(ctx context.Context, spec string) (blockdev.Device, error)
 }
 
 // Assemble starts an array from its members' superblocks. Members may come in any
@@ -202,22 +207,68 @@ func Assemble(ctx context.Context, members []Member, opts AssembleOptions) (*Arr
 	if fresh == nil {
 		return nil, fmt.Errorf("assemble: no member present: %w", ErrFailed)
 	}
-	var foreign, stale []string
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	// Members found by the superblock's locations, closed again if assembly fails.
+	var extra []Member
+	closeExtra := func() { CloseMembers(extra) }
+	if opts.Open != nil && len(fresh.Locations) == len(fresh.Roles) {
+		given := map[UUID]bool{}
+		names := map[string]bool{}
+		for _, f := range fs {
+			given[f.sb.DeviceUUID] = true
+		}
+		for _, m := range members {
+			names[m.Name] = true
+		}
+		for r, e := range fresh.Roles {
+			loc := fresh.Locations[r]
+			if (e.State != RoleActive && e.State != RoleRebuilding) || given[e.Device] || loc == "" || names[loc] {
+				continue
+			}
+			d, err := opts.Open(ctx, loc)
+			if err != nil {
+				log.Warn("raid member not given and not found where the superblock says", "array", fresh.Name, "role", r, "location", loc, "err", err)
+				continue
+			}
+			sb, err := ReadSuperblock(d)
+			if err != nil || sb.ArrayUUID != fresh.ArrayUUID || sb.DeviceUUID != e.Device {
+				CloseMembers([]Member{{Dev: d}})
+				log.Warn("raid member location in the superblock holds another device", "array", fresh.Name, "role", r, "location", loc)
+				continue
+			}
+			log.Info("raid member found by the superblock (not among those given)", "array", fresh.Name, "role", r, "member", loc)
+			m := Member{Dev: d, Name: loc}
+			extra = append(extra, m)
+			fs = append(fs, found{m, sb})
+			names[loc] = true
+			if sb.Events > fresh.Events {
+				fresh = sb
+			}
+		}
+	}
+	var foreign []string
+	type staleMember struct {
+		m    Member
+		role uint32
+		why  string
+	}
+	var stale []staleMember
 	for _, f := range fs {
 		if f.sb.ArrayUUID != fresh.ArrayUUID {
 			foreign = append(foreign, fmt.Sprintf("%s (array %s)", f.m.Name, f.sb.ArrayUUID))
 		}
 	}
 	if len(foreign) > 0 {
+		closeExtra()
 		return nil, fmt.Errorf("assemble array %s: %s: %w", fresh.ArrayUUID, joinNames(foreign), ErrForeign)
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
 	}
 	g := geometry{level: int(fresh.Level), n: int(fresh.RaidDevices), chunk: int64(fresh.Chunk), bs: int(fresh.BlockSize),
 		dataOff: int64(fresh.DataOffset), dataSize: int64(fresh.DataSize)}
 	if err := g.validate(); err != nil {
+		closeExtra()
 		return nil, fmt.Errorf("assemble array %s: %w", fresh.ArrayUUID, err)
 	}
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -225,7 +276,7 @@ func Assemble(ctx context.Context, members []Member, opts AssembleOptions) (*Arr
 		log: log, g: g, uuid: fresh.ArrayUUID, name: fresh.Name, policy: fresh.Policy,
 		jOff: int64(fresh.JournalOff), jSlots: int(fresh.JournalSlots), ctime: fresh.CTime,
 		readOnly: opts.ReadOnly, roles: make([]*member, g.n), ghosts: make([]UUID, g.n), events: fresh.Events,
-		ctx: cctx, cancel: cancel,
+		locations: fresh.Locations, ctx: cctx, cancel: cancel,
 	}
 	if opts.MinSpeed == 0 {
 		opts.MinSpeed = 1 << 20
@@ -243,6 +294,7 @@ func Assemble(ctx context.Context, members []Member, opts AssembleOptions) (*Arr
 		mm := &member{dev: f.m.Dev, name: f.m.Name, uuid: f.sb.DeviceUUID}
 		if f.m.Dev.Size() < g.dataOff+g.dataSize || f.m.Dev.BlockSize() != g.bs {
 			cancel()
+			closeExtra()
 			return nil, fmt.Errorf("assemble array %s: member %s is smaller than the array's members or has another block size: %w", a.name, f.m.Name, ErrBadGeometry)
 		}
 		if f.sb.Role == RoleSpare {
@@ -251,11 +303,12 @@ func Assemble(ctx context.Context, members []Member, opts AssembleOptions) (*Arr
 		}
 		e := fresh.Roles[f.sb.Role]
 		if e.Device != f.sb.DeviceUUID || (e.State != RoleActive && e.State != RoleRebuilding) {
-			stale = append(stale, fmt.Sprintf("%s (role %d, events %d < %d)", f.m.Name, f.sb.Role, f.sb.Events, fresh.Events))
+			stale = append(stale, staleMember{f.m, f.sb.Role, fmt.Sprintf("%s (role %d, events %d < %d)", f.m.Name, f.sb.Role, f.sb.Events, fresh.Events)})
 			continue
 		}
 		if a.roles[f.sb.Role] != nil {
 			cancel()
+			closeExtra()
 			return nil, fmt.Errorf("assemble array %s: members %s and %s both claim role %d", a.name, a.roles[f.sb.Role].name, f.m.Name, f.sb.Role)
 		}
 		mm.flags = e.Flags &^ FlagReAdd
@@ -271,14 +324,28 @@ func Assemble(ctx context.Context, members []Member, opts AssembleOptions) (*Arr
 			a.ghosts[r] = e.Device
 		}
 	}
-	if len(stale) > 0 && !opts.DropStale {
+	// A stale member whose role another member now holds was replaced (a spare
+	// rebuilt in its place): it is left out, by name, and is no reason to refuse.
+	var refused []string
+	var dropped []Member // closed once the array runs without them
+	for _, st := range stale {
+		dropped = append(dropped, st.m)
+		if h := a.roles[st.role]; h != nil {
+			log.Warn("raid member left out: stale, replaced by another member", "array", a.name, "member", st.m.Name, "role", st.role, "holder", h.name)
+			continue
+		}
+		refused = append(refused, st.why)
+	}
+	if len(refused) > 0 && !opts.DropStale {
 		cancel()
-		return nil, fmt.Errorf("assemble array %s: %s: %w (it missed updates; add it back to rebuild it)", a.name, joinNames(stale), ErrStale)
+		closeExtra()
+		return nil, fmt.Errorf("assemble array %s: %s: %w (it missed updates; add it back to rebuild it)", a.name, joinNames(refused), ErrStale)
 	}
 	if opts.Lock {
 		lk, err := lockArray(a.uuid, opts.ReadOnly, opts.LockWait)
 		if err != nil {
 			cancel()
+			closeExtra()
 			return nil, fmt.Errorf("assemble array %s: %w", a.name, err)
 		}
 		a.lk = lk
@@ -286,6 +353,7 @@ func Assemble(ctx context.Context, members []Member, opts AssembleOptions) (*Arr
 	// fail undoes the assembly on an error from here on.
 	fail := func(err error) (*Array, error) {
 		cancel()
+		closeExtra()
 		a.lk.release()
 		return nil, fmt.Errorf("assemble array %s: %w", a.name, err)
 	}
@@ -338,6 +406,7 @@ func Assemble(ctx context.Context, members []Member, opts AssembleOptions) (*Arr
 			a.log.Warn("raid array served without a control socket", "array", a.name, "err", err)
 		}
 	}
+	CloseMembers(dropped)
 	return a, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"strings"
 )
 
 // Superblock layout constants (docs/formats/raid-superblock.md).
@@ -24,6 +25,10 @@ const (
 	roleTableOff  = 168
 	roleEntrySize = 24
 	bitmapFields  = 4032 // BitmapOff, BitmapChunk, BitmapBytes
+	// The member locations (Superblock.Locations) sit between the largest role
+	// table (168 + 64*24 = 1704) and the bitmap fields.
+	locationsOff = 1712
+	locationsEnd = 4016
 )
 
 var superMagic = [8]byte{'R', 'M', 'P', 'T', 'R', 'A', 'I', 'D'}
@@ -147,6 +152,11 @@ type Superblock struct {
 	BitmapOff   uint64
 	BitmapChunk uint64
 	BitmapBytes uint32
+	// Locations are the volume specs the members of each role were last opened
+	// by ("" unknown): hints with which assembly finds a member that replaced one
+	// of those it was given. Empty in arrays written before 2026-12-03, and when
+	// the specs do not fit in the 2304 bytes set aside.
+	Locations []string
 }
 
 // Marshal encodes the superblock into SuperblockSize bytes with its CRC.
@@ -192,7 +202,8 @@ func (sb *Superblock) Marshal() ([]byte, error) {
 	le.PutUint64(b[bitmapFields:], sb.BitmapOff)
 	le.PutUint64(b[bitmapFields+8:], sb.BitmapChunk)
 	le.PutUint32(b[bitmapFields+16:], sb.BitmapBytes)
-	le.PutUint32(b[12:], crc32.Checksum(b, castagnoli))
+	le.PutUint32(b[12:], crc32.Checksum(b, castagnoli)) // the location area is still zero
+	putLocations(b[locationsOff:locationsEnd], sb.Locations, int(sb.RaidDevices))
 	return b, nil
 }
 
@@ -213,6 +224,7 @@ func UnmarshalSuperblock(b []byte) (*Superblock, error) {
 	c := make([]byte, SuperblockSize)
 	copy(c, b)
 	le.PutUint32(c[12:], 0)
+	clear(c[locationsOff:locationsEnd]) // it has its own CRC
 	if got := crc32.Checksum(c, castagnoli); got != want {
 		return nil, fmt.Errorf("superblock crc %08x, stored %08x: %w", got, want, ErrBadSuperblock)
 	}
@@ -254,6 +266,7 @@ func UnmarshalSuperblock(b []byte) (*Superblock, error) {
 		sb.BitmapBytes > 1<<20 || sb.BitmapBytes%sb.BlockSize != 0 || sb.BitmapOff%uint64(sb.BlockSize) != 0) {
 		return nil, fmt.Errorf("superblock: bitmap at %d, %d bytes, %d bytes per bit: %w", sb.BitmapOff, sb.BitmapBytes, sb.BitmapChunk, ErrBadSuperblock)
 	}
+	sb.Locations = parseLocations(b[locationsOff:locationsEnd], int(sb.RaidDevices))
 	sb.Roles = make([]RoleEntry, sb.RaidDevices)
 	for i := range sb.Roles {
 		o := roleTableOff + i*roleEntrySize
@@ -262,4 +275,52 @@ func UnmarshalSuperblock(b []byte) (*Superblock, error) {
 		sb.Roles[i].Flags = le.Uint32(b[o+20:])
 	}
 	return sb, nil
+}
+
+// The location area has its own CRC, outside the superblock's: the superblock's
+// fields that change (events, state, role table of up to 14 members) all sit in its
+// first 512-byte sector, so a superblock write torn between sectors leaves it whole,
+// old or new; a torn location area is merely ignored.
+
+// putLocations writes the CRC-32C of the rest of area, then one NUL-terminated spec
+// per role; or leaves area zero when they do not fit or a spec holds a NUL.
+func putLocations(area []byte, locs []string, n int) {
+	if len(locs) != n {
+		return
+	}
+	o := 4
+	for _, l := range locs {
+		if strings.IndexByte(l, 0) >= 0 || o+len(l)+1 > len(area) {
+			clear(area)
+			return
+		}
+		o += copy(area[o:], l)
+		area[o] = 0
+		o++
+	}
+	binary.LittleEndian.PutUint32(area, crc32.Checksum(area[4:], castagnoli))
+}
+
+// parseLocations reads what putLocations wrote: n specs, or nil when the area is empty,
+// torn or malformed (they are hints).
+func parseLocations(area []byte, n int) []string {
+	if binary.LittleEndian.Uint32(area) != crc32.Checksum(area[4:], castagnoli) {
+		return nil
+	}
+	area = area[4:]
+	locs := make([]string, 0, n)
+	for range n {
+		i := bytes.IndexByte(area, 0)
+		if i < 0 {
+			return nil
+		}
+		locs = append(locs, string(area[:i]))
+		area = area[i+1:]
+	}
+	for _, l := range locs {
+		if l != "" {
+			return locs
+		}
+	}
+	return nil
 }

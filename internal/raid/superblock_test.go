@@ -80,6 +80,11 @@ func FuzzSuperblock(f *testing.F) {
 	b, _ := nobm.Marshal()
 	f.Add(b)
 	f.Add(make([]byte, SuperblockSize))
+	loc := testSuperblock()
+	loc.Locations = make([]string, loc.RaidDevices)
+	loc.Locations[0] = "/dev/sdb"
+	b, _ = loc.Marshal()
+	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sb, err := UnmarshalSuperblock(b)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -51,6 +52,13 @@ func OpenMembers(ctx context.Context, specs []string, readOnly bool) ([]Member, 
 	return ms, nil
 }
 
+// OpenFunc opens members by spec for AssembleOptions.Open.
+func OpenFunc(readOnly bool) func(ctx context.Context, spec string) (blockdev.Device, error) {
+	return func(ctx context.Context, spec string) (blockdev.Device, error) {
+		return volume.Open(ctx, spec, volume.Options{ReadOnly: readOnly})
+	}
+}
+
 // CloseMembers closes the members that are open.
 func CloseMembers(ms []Member) error {
 	var errs []error
@@ -79,7 +87,8 @@ func openVolume(ctx context.Context, spec string, opts volume.Options) (blockdev
 	}
 	// A process that opens an array serves it: it holds the array's lock and
 	// answers `rampart raid` commands on the control socket.
-	a, err := Assemble(ctx, ms, AssembleOptions{ReadOnly: opts.ReadOnly, Lock: true, LockWait: serveLockWait, Control: true})
+	a, err := Assemble(ctx, ms, AssembleOptions{ReadOnly: opts.ReadOnly, Lock: true, LockWait: serveLockWait, Control: true,
+		Open: OpenFunc(opts.ReadOnly), Logger: slog.Default()})
 	if err != nil {
 		CloseMembers(ms)
 		return nil, fmt.Errorf("open volume %s: %w", spec, err)
