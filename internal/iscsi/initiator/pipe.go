@@ -70,6 +70,7 @@ func (s *Session) spliceIn(br *bufio.Reader, pipe *blockdev.Pipe, dst []byte) (f
 			if !errors.Is(werr, blockdev.ErrPipeFull) {
 				return false, werr
 			}
+			s.cr.exact = false // the rest goes through memory: read it in large pieces
 			_, err = io.ReadFull(br, dst[w:])
 			return true, err
 		}
@@ -77,6 +78,7 @@ func (s *Session) spliceIn(br *bufio.Reader, pipe *blockdev.Pipe, dst []byte) (f
 	if moved := pipe.Len() - start; moved < n {
 		err = pipe.ReadFrom(s.rc, n-moved)
 		if errors.Is(err, blockdev.ErrPipeFull) {
+			s.cr.exact = false
 			_, err = io.ReadFull(br, dst[pipe.Len()-start:])
 			return true, err
 		}
