@@ -13,7 +13,10 @@
 #   4. both are cut for longer: I/O fails with EIO and nothing hangs;
 #   5. both come back; `rampart iscsi logout -p` of network 1's portal (the path in
 #      use) while writing: zero I/O errors, that session logs out, the map keeps the
-#      path over network 2 and the attach keeps running.
+#      path over network 2 and the attach keeps running;
+#   6. a second attach exports the LUN over NBD (a Unix socket), whose reads are
+#      spliced from the iSCSI socket into the NBD reply: fio's nbd engine verifies a
+#      written pattern again and again while network 1 is cut: no error, no mismatch.
 # usage: multipath-cut.sh RAMPART_BINARY [rampart|tgt]     (as root)
 # POLICY picks the attach's path grouping policy (default failover); with the rampart
 # target, ALUA=TAG=STATE sets a portal group's ALUA state, e.g.
@@ -184,4 +187,31 @@ has '10.3.2.1.* active ready' || { status; fail "the path over network 2 is not 
 grep -q 'logging out path.*10.3.1.1' "$work/attach.log" || fail "the attach did not log out the path over network 1"
 status
 "$bin" iscsi session --status-dir "$work/status"
+
+echo "== 6. NBD export: reads verified while network 1 is cut"
+ip -n $S link set st1 up
+ns $C "$bin" attach --nbd "unix:$work/nbd.sock" --name nbdlun --policy "$policy" --polling-interval 2s \
+  --no-path-retry 3 --status-dir "$work/status-nbd" \
+  iscsi://10.3.1.1:3260/$iqn/$lun iscsi://10.3.2.1:3260/$iqn/$lun >"$work/attach-nbd.log" 2>&1 &
+pids+=($!)
+uri="nbd+unix:///nbdlun?socket=$work/nbd.sock"
+for _ in $(seq 100); do nbdinfo "$uri" >/dev/null 2>&1 && break; sleep 0.1; done
+nbdinfo "$uri" >/dev/null 2>&1 || fail "the NBD export did not come up: $(tail -5 "$work/attach-nbd.log")"
+for _ in $(seq 150); do [ "$(grep -c ' active ready' <<<"$("$bin" multipath status --status-dir "$work/status-nbd")")" = 2 ] && break; sleep 0.1; done
+nbdfio() { fio --name=nbdverify --ioengine=nbd --uri="$uri" --size=64M --bs=1M --iodepth=8 \
+  --verify=crc32c --verify_fatal=1 "$@" >>"$work/fio-nbd.log" 2>&1; }
+nbdfio --rw=write --do_verify=0 || fail "writing the pattern through NBD failed: $(tail -5 "$work/fio-nbd.log")"
+(
+  end=$(( $(date +%s) + 10 )); n=0
+  while [ "$(date +%s)" -lt $end ]; do
+    nbdfio --rw=read --verify_only || { echo "verify pass $n failed"; exit 1; }
+    n=$((n + 1))
+  done
+  echo "verified passes=$n"
+) >"$work/w6.log" 2>&1 & w=$!
+sleep 3; ip -n $S link set st1 down
+wait $w || fail "NBD reads failed or mismatched across the cut: $(cat "$work/w6.log"; tail -20 "$work/fio-nbd.log")"
+ip -n $S link set st1 up
+grep -q "path failed.*10.3.1.1\|failover" "$work/attach-nbd.log" || fail "the NBD attach never noticed the cut of network 1"
+echo "NBD reads across the cut of network 1: $(cat "$work/w6.log") of 64 MiB each, 0 errors, 0 mismatches"
 echo "DRILL OK ($target_kind)"
