@@ -37,6 +37,7 @@ type masterOptions struct {
 	metaSync string
 	http     string // web console and /metrics; "" disables
 	httpSet  bool   // --http was given
+	nice     int
 }
 
 func newMasterCmd(g *globalOptions) *cobra.Command {
@@ -55,6 +56,7 @@ func newMasterCmd(g *globalOptions) *cobra.Command {
 	cmd.Flags().StringVar(&o.csListen, "cs-listen", master.DefaultChunkserverListen, "address for chunkservers")
 	cmd.Flags().StringVar(&o.http, "http", web.DefaultListen, `address of the web console and /metrics ("" disables)`)
 	addMetaSyncFlags(cmd, &o.metaSync)
+	addNiceFlag(cmd, &o.nice)
 	cmd.MarkFlagRequired("dir")
 	return cmd
 }
@@ -75,6 +77,9 @@ func metaSyncOptions(mode string) (meta.Options, error) {
 }
 
 func runMaster(ctx context.Context, g *globalOptions, o *masterOptions) error {
+	if err := applyNice(g.logger(), o.nice); err != nil {
+		return err
+	}
 	sync, err := metaSyncOptions(o.metaSync)
 	if err != nil {
 		return err
@@ -125,6 +130,7 @@ type chunkserverOptions struct {
 	master    string
 	listen    string
 	advertise string
+	nice      int
 }
 
 func newChunkserverCmd(g *globalOptions) *cobra.Command {
@@ -141,12 +147,16 @@ func newChunkserverCmd(g *globalOptions) *cobra.Command {
 	cmd.Flags().StringVar(&o.master, "master", "", "master's chunkserver address, HOST:9420 (required)")
 	cmd.Flags().StringVar(&o.listen, "listen", chunkserver.DefaultListen, "address for clients and peers")
 	cmd.Flags().StringVar(&o.advertise, "advertise", "", "address clients use to reach this chunkserver")
+	addNiceFlag(cmd, &o.nice)
 	cmd.MarkFlagRequired("data")
 	cmd.MarkFlagRequired("master")
 	return cmd
 }
 
 func runChunkserver(ctx context.Context, g *globalOptions, o *chunkserverOptions) error {
+	if err := applyNice(g.logger(), o.nice); err != nil {
+		return err
+	}
 	s, err := chunkserver.New(chunkserver.Config{Data: strings.Split(o.data, ","), Master: o.master,
 		Listen: o.listen, Advertise: o.advertise, Log: g.logger()})
 	if err != nil {
@@ -167,6 +177,7 @@ type dfsServerOptions struct {
 	metaSync     string
 	http         string // web console; "" disables
 	httpSet      bool   // --http was given (else: the --listen host, port 9425)
+	nice         int
 }
 
 func newDFSServerCmd(g *globalOptions) *cobra.Command {
@@ -185,6 +196,7 @@ func newDFSServerCmd(g *globalOptions) *cobra.Command {
 	cmd.Flags().IntVar(&o.chunkservers, "chunkservers", 3, "number of chunkservers")
 	cmd.Flags().StringVar(&o.http, "http", "", `address of the web console and /metrics (default: the --listen host, port `+web.DefaultPort+`; "" disables)`)
 	addMetaSyncFlags(cmd, &o.metaSync)
+	addNiceFlag(cmd, &o.nice)
 	cmd.MarkFlagRequired("dir")
 	return cmd
 }
@@ -203,6 +215,9 @@ func runDFSServer(ctx context.Context, g *globalOptions, o *dfsServerOptions) er
 		return err
 	}
 	log := g.logger()
+	if err := applyNice(log, o.nice); err != nil {
+		return err
+	}
 	cl, err := local.Start(ctx, local.Config{Dir: o.dir, Host: host, ClientPort: p, CSPort: p - 1,
 		Chunkservers: o.chunkservers, Log: log, MetaSync: sync})
 	if err != nil {
@@ -276,6 +291,7 @@ type mountOptions struct {
 	mountpoint string
 	master     string
 	debug      bool
+	nice       int
 }
 
 func newMountCmd(g *globalOptions) *cobra.Command {
@@ -291,10 +307,14 @@ func newMountCmd(g *globalOptions) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&o.master, "master", "127.0.0.1:9421", "master's client address")
 	cmd.Flags().BoolVar(&o.debug, "fuse-debug", false, "log every FUSE request")
+	addNiceFlag(cmd, &o.nice)
 	return cmd
 }
 
 func runMount(ctx context.Context, g *globalOptions, o *mountOptions) error {
+	if err := applyNice(g.logger(), o.nice); err != nil {
+		return err
+	}
 	c, err := client.Dial(ctx, o.master)
 	if err != nil {
 		return err
