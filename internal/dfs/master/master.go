@@ -164,8 +164,8 @@ func (m *Master) Start(ctx context.Context) error {
 	ctx, m.cancel = context.WithCancel(ctx)
 	m.started = time.Now()
 	m.startDurability(ctx) // sync.go (dfs-durability)
-	m.serve(ctx, m.csLn, m.chunkserverConn)
-	m.serve(ctx, m.clLn, func(net.Conn) (proto.Handler, func()) { return m.handleClientReq, func() {} })
+	m.serve(ctx, m.csLn, m.chunkserverConn, nil)
+	m.serve(ctx, m.clLn, func(net.Conn) (proto.Handler, func()) { return m.handleClientReq, func() {} }, m.inlineClient)
 	go func() { <-ctx.Done(); m.csLn.Close(); m.clLn.Close() }()
 	m.wg.Add(1)
 	go func() {
@@ -178,8 +178,9 @@ func (m *Master) Start(ctx context.Context) error {
 }
 
 // serve accepts connections on ln; perConn returns each one's handler and
-// what to do when it closes.
-func (m *Master) serve(ctx context.Context, ln net.Listener, perConn func(net.Conn) (proto.Handler, func())) {
+// what to do when it closes; inline picks the requests answered on the
+// reading goroutine (proto.ServeConnInline; nil: none).
+func (m *Master) serve(ctx context.Context, ln net.Listener, perConn func(net.Conn) (proto.Handler, func()), inline func(*proto.Frame) bool) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -192,7 +193,7 @@ func (m *Master) serve(ctx context.Context, ln net.Listener, perConn func(net.Co
 			go func() {
 				defer m.wg.Done()
 				h, closed := perConn(c)
-				proto.ServeConn(ctx, c, h, m.log)
+				proto.ServeConnInline(ctx, c, h, inline, m.log)
 				closed()
 			}()
 		}
@@ -293,8 +294,7 @@ func (m *Master) handleChunkserver(ctx context.Context, f *proto.Frame) ([]byte,
 			}
 			m.addLocLocked(c.ID, c.Version, r.Addr)
 		}
-		del.Chunks = append(del.Chunks, m.pendingDel[r.Addr]...)
-		delete(m.pendingDel, r.Addr)
+		del.Chunks = append(del.Chunks, m.takeDeletesLocked(r.Addr, MaxDeletesPerBeat-len(del.Chunks))...)
 		if len(del.Chunks) == 0 {
 			return nil, nil
 		}
