@@ -105,13 +105,19 @@ func (s *Server) deleteListed(reply []byte) {
 		s.log.Warn("bad delete list from the master", "err", err)
 		return
 	}
+	deleted := 0
 	for _, c := range l.Chunks {
 		done, err := s.store.DeleteStale(c.ID, c.Version)
 		if err != nil {
 			s.log.Warn("deleting a stale chunk failed", "chunk", fmt.Sprintf("%016x", c.ID), "err", err)
 		} else if done {
-			s.log.Info("stale chunk deleted", "chunk", fmt.Sprintf("%016x", c.ID), "version", c.Version)
+			deleted++
 		}
+	}
+	// One line per list, not per chunk: unlinking many files is routine,
+	// and a log line per copy cost 5 % of the server's CPU in an unlink loop.
+	if deleted > 0 {
+		s.log.Info("chunks deleted as the master listed", "n", deleted, "listed", len(l.Chunks))
 	}
 }
 

@@ -465,17 +465,42 @@ func (n *Node) Write(ctx context.Context, _ fs.FileHandle, data []byte, off int6
 	}
 	if len(n.buf) == 0 {
 		n.bufOff = off
-		if n.buf == nil {
-			n.buf = make([]byte, 0, WriteBuffer)
-		}
 	}
-	n.buf = append(n.buf, data...)
+	n.buf = appendPending(n.buf, data)
 	if len(n.buf) >= WriteBuffer {
 		if err := n.flushLocked(ctx); err != 0 {
 			return 0, err
 		}
 	}
 	return uint32(len(data)), 0
+}
+
+// appendPending appends data to a pending write buffer. The buffer grows by
+// doubling, capped at WriteBuffer (beyond which Write sends it anyway), so a
+// small file's write holds a few KiB, not WriteBuffer: allocating (and
+// zeroing) 8 MiB per small file created was most of a 4 KiB write(2).
+func appendPending(buf, data []byte) []byte {
+	need := len(buf) + len(data)
+	if need <= cap(buf) {
+		return append(buf, data...)
+	}
+	c := max(2*cap(buf), need, 64<<10)
+	if c > WriteBuffer {
+		c = max(WriteBuffer, need)
+	}
+	nb := make([]byte, len(buf), c)
+	copy(nb, buf)
+	return append(nb, data...)
+}
+
+// dropIdleBuffer frees the pending write buffer once it is empty, at close:
+// an idle file keeps no write buffer.
+func (n *Node) dropIdleBuffer() {
+	n.mu.Lock()
+	if len(n.buf) == 0 {
+		n.buf = nil
+	}
+	n.mu.Unlock()
 }
 
 func (n *Node) flush(ctx context.Context) syscall.Errno {
@@ -501,6 +526,7 @@ func (n *Node) Flush(ctx context.Context, _ fs.FileHandle) syscall.Errno {
 	if err := n.flush(ctx); err != 0 {
 		return err
 	}
+	n.dropIdleBuffer()
 	return errno(n.c.Flush(ctx, n.ino))
 }
 
