@@ -199,7 +199,7 @@ for _ in $(seq 100); do nbdinfo "$uri" >/dev/null 2>&1 && break; sleep 0.1; done
 nbdinfo "$uri" >/dev/null 2>&1 || fail "the NBD export did not come up: $(tail -5 "$work/attach-nbd.log")"
 for _ in $(seq 150); do [ "$(grep -c ' active ready' <<<"$("$bin" multipath status --status-dir "$work/status-nbd")")" = 2 ] && break; sleep 0.1; done
 nbdfio() { fio --name=nbdverify --ioengine=nbd --uri="$uri" --size=64M --bs=1M --iodepth=8 \
-  --verify=crc32c --verify_fatal=1 "$@" >>"$work/fio-nbd.log" 2>&1; }
+  --verify=crc32c --verify_fatal=1 --verify_state_save=0 "$@" >>"$work/fio-nbd.log" 2>&1; }
 nbdfio --rw=write --do_verify=0 || fail "writing the pattern through NBD failed: $(tail -5 "$work/fio-nbd.log")"
 (
   end=$(( $(date +%s) + 10 )); n=0
