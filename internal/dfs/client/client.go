@@ -462,7 +462,7 @@ func (c *Client) readChunkFrom(ctx context.Context, loc *proto.ChunkLoc, p []byt
 			s, err := c.peer(ctx, addr)
 			var b []byte
 			if err == nil {
-				b, err = s.Call(ctx, proto.MsgChunkRead, e.B)
+				b, err = s.CallInto(ctx, proto.MsgChunkRead, e.B, p[:n])
 			}
 			if err == nil && len(b) != n {
 				err = fmt.Errorf("chunk %016x read from %s: %d bytes, want %d: %w", loc.ID, addr, len(b), n, syscall.EIO)
@@ -471,7 +471,9 @@ func (c *Client) readChunkFrom(ctx context.Context, loc *proto.ChunkLoc, p []byt
 				errs = append(errs, err)
 				continue
 			}
-			copy(p, b)
+			if &b[0] != &p[0] { // the reply did not go straight into p
+				copy(p, b)
+			}
 			done = true
 			break
 		}

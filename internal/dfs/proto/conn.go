@@ -24,8 +24,17 @@ type Client struct {
 
 	mu      sync.Mutex
 	nextID  uint32
-	pending map[uint32]chan *Frame
+	pending map[uint32]*call
 	err     error // set once the reader stops
+}
+
+// call is a request waiting for its reply. When dst is set and the reply is not an
+// error and fits, the reader reads the reply's payload straight into dst (no
+// allocation, no copy): the caller must not touch dst until the reply is delivered on
+// ch (or ch is closed).
+type call struct {
+	ch  chan *Frame
+	dst []byte
 }
 
 // Dial connects to addr.
@@ -43,25 +52,43 @@ func NewClient(conn net.Conn) *Client {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	c := &Client{conn: conn, bw: bufio.NewWriterSize(conn, 256<<10), pending: map[uint32]chan *Frame{}}
+	c := &Client{conn: conn, bw: bufio.NewWriterSize(conn, 256<<10), pending: map[uint32]*call{}}
 	go c.readLoop()
 	return c
 }
 
 func (c *Client) readLoop() {
 	br := bufio.NewReaderSize(c.conn, 256<<10)
+	var hb [HeaderSize]byte
 	for {
-		f, err := ReadFrame(br)
+		if _, err := io.ReadFull(br, hb[:]); err != nil {
+			c.fail(err)
+			return
+		}
+		h, err := ParseHeader(hb[:])
 		if err != nil {
 			c.fail(err)
 			return
 		}
 		c.mu.Lock()
-		ch := c.pending[f.ID]
-		delete(c.pending, f.ID)
+		cl := c.pending[h.ID]
+		delete(c.pending, h.ID)
 		c.mu.Unlock()
-		if ch != nil {
-			ch <- f
+		f := &Frame{Type: h.Type, Flags: h.Flags, ID: h.ID}
+		if cl != nil && cl.dst != nil && h.Flags&FlagError == 0 && int(h.Length) <= len(cl.dst) {
+			f.Payload = cl.dst[:h.Length]
+		} else {
+			f.Payload = make([]byte, h.Length)
+		}
+		if _, err := io.ReadFull(br, f.Payload); err != nil {
+			c.fail(fmt.Errorf("read %s payload of %d bytes: %w", h.Type, h.Length, err))
+			if cl != nil {
+				close(cl.ch) // taken from pending, so fail did not close it
+			}
+			return
+		}
+		if cl != nil {
+			cl.ch <- f
 		}
 	}
 }
@@ -75,8 +102,8 @@ func (c *Client) fail(err error) {
 		}
 		c.err = fmt.Errorf("connection to %s: %w", c.conn.RemoteAddr(), err)
 	}
-	for id, ch := range c.pending {
-		close(ch)
+	for id, cl := range c.pending {
+		close(cl.ch)
 		delete(c.pending, id)
 	}
 	_ = c.conn.Close()
@@ -105,7 +132,17 @@ func (c *Client) Call(ctx context.Context, t MsgType, payload []byte) ([]byte, e
 // other (head, then data), so that a large data block is sent from where it
 // lies instead of being copied behind its head first.
 func (c *Client) CallParts(ctx context.Context, t MsgType, head, data []byte) ([]byte, error) {
-	ch := make(chan *Frame, 1)
+	return c.call(ctx, t, head, data, nil)
+}
+
+// CallInto is Call with the reply's payload read into dst when it fits (the result
+// then aliases dst); a larger reply, or an error reply, is allocated as Call's.
+func (c *Client) CallInto(ctx context.Context, t MsgType, payload, dst []byte) ([]byte, error) {
+	return c.call(ctx, t, payload, nil, dst)
+}
+
+func (c *Client) call(ctx context.Context, t MsgType, head, data, dst []byte) ([]byte, error) {
+	cl := &call{ch: make(chan *Frame, 1), dst: dst}
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
@@ -114,7 +151,7 @@ func (c *Client) CallParts(ctx context.Context, t MsgType, head, data []byte) ([
 	}
 	c.nextID++
 	id := c.nextID
-	c.pending[id] = ch
+	c.pending[id] = cl
 	c.mu.Unlock()
 
 	c.wmu.Lock()
@@ -128,7 +165,7 @@ func (c *Client) CallParts(ctx context.Context, t MsgType, head, data []byte) ([
 		return nil, fmt.Errorf("send %s: %w", t, err)
 	}
 	select {
-	case f, ok := <-ch:
+	case f, ok := <-cl.ch:
 		if !ok {
 			return nil, fmt.Errorf("%s: %w", t, c.Err())
 		}
@@ -142,8 +179,14 @@ func (c *Client) CallParts(ctx context.Context, t MsgType, head, data []byte) ([
 		return f.Payload, nil
 	case <-ctx.Done():
 		c.mu.Lock()
+		_, waiting := c.pending[id]
 		delete(c.pending, id)
 		c.mu.Unlock()
+		if !waiting && dst != nil {
+			// The reader took the call and may be filling dst: the caller gets
+			// dst back only once the reader is done with it.
+			<-cl.ch
+		}
 		return nil, fmt.Errorf("%s: %w", t, ctx.Err())
 	}
 }
