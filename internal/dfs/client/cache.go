@@ -156,6 +156,8 @@ func (c *cache) takeEnds(ino uint64) map[uint64]pendingEnd {
 
 // sendEnds records the queued WriteEnds (of ino only, if not 0) at the master.
 func (c *Client) sendEnds(ctx context.Context, ino uint64) error {
+	c.endsMu.Lock()
+	defer c.endsMu.Unlock()
 	var first error
 	for i, p := range c.cache.takeEnds(ino) {
 		if _, err := c.writeEnd(ctx, i, p.end, p.mtime); err != nil && first == nil {

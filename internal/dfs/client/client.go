@@ -35,6 +35,12 @@ type Client struct {
 
 	mu    sync.Mutex
 	peers map[string]*proto.Client
+
+	// endsMu makes sending queued WriteEnds one at a time: the timer's
+	// background send and a Setattr's or Flush's. A truncate must not pass a
+	// WriteEnd the timer already took: that reply, made before the truncate,
+	// would put the old size back in the cache after the truncate's.
+	endsMu sync.Mutex
 }
 
 // Dial connects to the master's client port.
