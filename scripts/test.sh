@@ -53,7 +53,7 @@ if [ "$(id -u)" = 0 ]; then
   for kind in rampart tgt; do
     if [ -x bin/rampart ] && timeout 300 scripts/drills/multipath-cut.sh bin/rampart $kind >"$logs/drill-multipath-$kind.log" 2>&1; then
       passed=$((passed + 1)); echo "multipath cut drill ($kind target): ok"
-      grep -E 'writer|faulty [0-9]|failed after' "$logs/drill-multipath-$kind.log"
+      grep -E 'writer|faulty [0-9]|failed after|NBD reads' "$logs/drill-multipath-$kind.log"
     else
       failed=$((failed + 1)); echo "multipath cut drill ($kind target): FAILED"; tail -30 "$logs/drill-multipath-$kind.log"
     fi
