@@ -130,3 +130,55 @@ func TestSuperblockLocations(t *testing.T) {
 		t.Errorf("oversized locations: got %q (err %v), want none", got.Locations, err)
 	}
 }
+
+// TestStatusDuringRebuild asks for the status again and again while a member is
+// rebuilt: the rebuild holds the bitmap's lock while it takes the array's, so Status
+// must not take them the other way round (it deadlocked the CLI's raid drill once).
+func TestStatusDuringRebuild(t *testing.T) {
+	t.Setenv("RAMPART_RUN_DIR", t.TempDir())
+	dir := t.TempDir()
+	paths := fileArray(t, dir)
+	d, err := volume.Open(t.Context(), "raid:"+strings.Join(paths, ","), volume.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := d.(*Array)
+	defer a.Close()
+	if a.bm == nil {
+		t.Fatal("the test array has no write-intent bitmap")
+	}
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				done <- n
+				return
+			default:
+			}
+			a.Status()
+			n++
+		}
+	}()
+	for i := range 5 {
+		if err := a.FailMember(paths[1], false); err != nil {
+			t.Fatal(err)
+		}
+		spare := filepath.Join(dir, "spare"+string(rune('0'+i)))
+		sd, err := volume.Open(t.Context(), spare, volume.Options{Create: true, Size: 8 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.AddMember(sd, spare); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.WaitRebuild(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		paths[1] = spare
+	}
+	close(stop)
+	t.Logf("%d status calls during 5 rebuilds", <-done)
+}

@@ -85,6 +85,7 @@ func (a *Array) reAdd(dev blockdev.Device, name string) (bool, error) {
 	if err := a.wipeJournal(m); err != nil {
 		return true, fmt.Errorf("raid %s: re-add %s: %w", a.name, name, err)
 	}
+	dirty := a.bm.dirtyCount() // bm.mu is never taken inside a.mu (see Status)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.roles[r] != cur {
@@ -98,7 +99,7 @@ func (a *Array) reAdd(dev blockdev.Device, name string) (bool, error) {
 	a.ghosts[r] = UUID{}
 	a.events++
 	a.writeSuperblocksLocked()
-	a.log.Info("raid member re-added: rebuilding the regions the bitmap marks dirty", "array", a.name, "member", name, "role", r, "regions", a.bm.dirtyCount())
+	a.log.Info("raid member re-added: rebuilding the regions the bitmap marks dirty", "array", a.name, "member", name, "role", r, "regions", dirty)
 	a.startRebuildLocked(r, m)
 	return true, nil
 }

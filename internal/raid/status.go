@@ -45,14 +45,18 @@ type Status struct {
 
 // Status reports the array's state.
 func (a *Array) Status() Status {
+	// The bitmap's lock is taken before a.mu, never inside it: a rebuild holds
+	// bm.mu while it takes a.mu (persistBitmapLocked).
+	var bmRegions, bmDirty, bmChunk int64
+	if a.bm != nil {
+		bmRegions, bmDirty, bmChunk = a.bm.n, a.bm.dirtyCount(), a.bm.region
+	}
 	a.mu.Lock()
 	st := Status{Name: a.name, UUID: a.uuid, Level: a.g.level, RaidDevices: a.g.n, Chunk: a.g.chunk,
-		Size: a.Size(), Clean: a.clean.Load(), Failed: a.failed.Load(), Events: a.events, Policy: a.policy}
+		Size: a.Size(), Clean: a.clean.Load(), Failed: a.failed.Load(), Events: a.events, Policy: a.policy,
+		BitmapRegions: bmRegions, BitmapDirty: bmDirty, BitmapChunk: bmChunk}
 	if a.ctl != nil {
 		st.ServedBy = os.Getpid()
-	}
-	if a.bm != nil {
-		st.BitmapRegions, st.BitmapDirty, st.BitmapChunk = a.bm.n, a.bm.dirtyCount(), a.bm.region
 	}
 	for r, m := range a.roles {
 		ms := MemberStatus{Role: r, State: RoleMissing}
