@@ -87,7 +87,7 @@ func (t *transmission) putPipe(p *blockdev.Pipe) {
 func (t *transmission) readPiped(req request, data []byte) (ok bool) {
 	bs := uint64(t.dev.BlockSize())
 	if t.pdev == nil || t.noPipes.Load() || req.length > pipeSize || req.offset%bs != 0 || uint64(req.length)%bs != 0 ||
-		req.length == 0 || int64(req.offset+uint64(req.length)) > t.dev.Size() {
+		req.length == 0 || req.offset > uint64(t.dev.Size()) || req.offset+uint64(req.length) > uint64(t.dev.Size()) {
 		return false
 	}
 	p := t.getPipe()
