@@ -53,7 +53,7 @@ func main() {
 	flag.Int64Var(&o.size, "size-mib", 256, "MiB per member file and for the single file")
 	flag.Int64Var(&o.chunk, "chunk-kib", 64, "chunk size in KiB")
 	flag.Float64Var(&o.seconds, "seconds", 3, "seconds per random-read test")
-	flag.StringVar(&o.journal, "journal", "full", "RAID-5/6 write-hole journal: full or none")
+	flag.StringVar(&o.journal, "journal", "full", "RAID-5/6 write hole: cow (full stripes copy-on-write, partial ones journaled), full (journal every stripe update) or none")
 	flag.IntVar(&o.slots, "journal-slots", 0, "journal slots per member (0: rampart's default)")
 	flag.IntVar(&o.rounds, "rounds", 3, "measurements of each configuration (the median is reported)")
 	flag.Parse()
@@ -146,7 +146,7 @@ func measureArray(ctx context.Context, dir string, level, n int, o options) (res
 		}
 		ms = append(ms, raid.Member{Dev: d, Name: p})
 	}
-	if err := raid.Create(ms, raid.CreateOptions{Level: level, Chunk: o.chunk, NoJournal: o.journal == "none", AssumeClean: true, JournalSlots: o.slots}); err != nil {
+	if err := raid.Create(ms, raid.CreateOptions{Level: level, Chunk: o.chunk, NoJournal: o.journal == "none", CoW: o.journal == "cow", AssumeClean: true, JournalSlots: o.slots}); err != nil {
 		raid.CloseMembers(ms)
 		return result{}, err
 	}

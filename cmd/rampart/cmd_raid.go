@@ -68,7 +68,7 @@ stop it cleanly; add and replace then rebuild in the foreground.`,
 	create.Flags().StringVar(&o.chunk, "chunk", "64K", "chunk size")
 	create.Flags().StringVar(&o.name, "name", "", "array name (default: from the UUID)")
 	create.Flags().BoolVar(&o.force, "force", false, "create over members that carry a superblock")
-	create.Flags().StringVar(&o.journal, "journal", "full", "RAID-5/6 write hole: full (journal every stripe update on the members), none (hole open: a crash while degraded can corrupt data; an unclean stop resyncs all parity)")
+	create.Flags().StringVar(&o.journal, "journal", "cow", "RAID-5/6 write hole: cow (full-stripe writes go to spare stripes and the stripe map follows, with no second copy; partial ones are journaled), full (journal every stripe update on the members), none (hole open: a crash while degraded can corrupt data; an unclean stop resyncs all parity)")
 	create.Flags().StringVar(&o.bitmap, "bitmap", "internal", "write-intent bitmap (levels 1, 5, 6, 10): internal (resync only dirty regions after a crash or when a member comes back) or none")
 	create.Flags().StringVar(&o.bitmapChunk, "bitmap-chunk", "64M", "member bytes per bitmap bit")
 	create.Flags().IntSliceVar(&o.writeMostly, "write-mostly", nil, "RAID-1/10: indexes of members reads avoid")
@@ -104,9 +104,9 @@ stop it cleanly; add and replace then rebuild in the foreground.`,
 
 func runRaidCreate(ctx context.Context, o *raidOptions, _ *cobra.Command, args []string) error {
 	switch o.journal {
-	case "full", "none":
+	case "cow", "full", "none":
 	default:
-		return fmt.Errorf("raid create: --journal %q: want full or none: %w", o.journal, errUsage)
+		return fmt.Errorf("raid create: --journal %q: want cow, full or none: %w", o.journal, errUsage)
 	}
 	chunk, err := units.ParseSize(o.chunk)
 	if err != nil {
@@ -140,7 +140,7 @@ func runRaidCreate(ctx context.Context, o *raidOptions, _ *cobra.Command, args [
 		ms[i] = raid.Member{Dev: d, Name: spec}
 	}
 	err = raid.Create(ms, raid.CreateOptions{Level: o.level, Chunk: chunk, Name: o.name, Force: o.force,
-		NoJournal: o.journal == "none", WriteMostly: o.writeMostly, NoBitmap: o.bitmap == "none", BitmapChunk: bitmapChunk})
+		NoJournal: o.journal == "none", CoW: o.journal == "cow" && (o.level == 5 || o.level == 6), WriteMostly: o.writeMostly, NoBitmap: o.bitmap == "none", BitmapChunk: bitmapChunk})
 	if err != nil {
 		return fmt.Errorf("raid %w", err)
 	}
@@ -312,6 +312,15 @@ func printDetail(w io.Writer, st *raid.Report) {
 		st.Name, st.UUID, st.Level, units.FormatSize(st.SizeBytes))
 	fmt.Fprintf(w, "   Raid Devices : %d\n Active Devices : %d\n     Chunk Size : %s\n          State : %s\n         Events : %d\n",
 		st.RaidDevices, st.Active, units.FormatSize(st.ChunkBytes), state, st.Events)
+	switch st.WriteHole {
+	case "cow":
+		fmt.Fprintf(w, "     Write Hole : copy-on-write full stripes (%d spare stripes, %d free, %d waiting for a flush), partial ones journaled\n",
+			st.CowSpare, st.CowFree, st.CowUnsettled)
+	case "journal":
+		fmt.Fprintf(w, "     Write Hole : journal\n")
+	case "none":
+		fmt.Fprintf(w, "     Write Hole : none (open: resync after an unclean stop)\n")
+	}
 	if st.ServedBy != 0 {
 		fmt.Fprintf(w, "      Served by : pid %d\n", st.ServedBy)
 	}

@@ -59,6 +59,7 @@ type Array struct {
 	// parityPool recycles the parity buffers of full-stripe writes.
 	parityPool sync.Pool
 	j          journal
+	cow        *cowState // PolicyCoW: the stripe map (nil otherwise)
 	// jbufPool recycles the per-member journal write buffers (*[]byte).
 	jbufPool sync.Pool
 	rr       atomic.Uint64
@@ -330,6 +331,9 @@ func (a *Array) superblockFor(role uint32, m *member, table []RoleEntry) *Superb
 		JournalOff: uint64(a.jOff), JournalSlots: uint32(a.jSlots), JournalDurable: a.j.durableSeq(), BlockSize: uint32(a.g.bs),
 		Name: a.name, Policy: a.policy, Roles: table, Locations: a.locationsLocked(),
 	}
+	if a.cow != nil {
+		sb.TagOff, sb.SpareStripes = uint64(a.cow.tagOff), uint32(a.g.spare)
+	}
 	if a.bm != nil {
 		sb.BitmapOff, sb.BitmapChunk, sb.BitmapBytes = uint64(a.bm.off), uint64(a.bm.region), uint32(a.bm.size)
 	}
@@ -396,7 +400,11 @@ func (a *Array) Flush() error {
 	if a.failed.Load() {
 		return fmt.Errorf("raid %s: flush: %w", a.name, ErrFailed)
 	}
-	a.flushAll()
+	if a.cow != nil {
+		a.settle()
+	} else {
+		a.flushAll()
+	}
 	if a.failed.Load() {
 		return fmt.Errorf("raid %s: flush: %w", a.name, ErrFailed)
 	}
@@ -430,6 +438,9 @@ func (a *Array) Close() error {
 	a.bg.Wait()
 	var errs []error
 	if !a.readOnly && !a.failed.Load() {
+		if a.cow != nil {
+			a.settle()
+		}
 		a.flushAll()
 		a.cleanBitmap(true)
 		a.mu.Lock()

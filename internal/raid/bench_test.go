@@ -43,19 +43,22 @@ func BenchmarkFullStripeWrite(b *testing.B) {
 	}
 	b.Run("single", func(b *testing.B) { run(b, open(b, "single")) })
 	for _, tc := range []struct {
-		level, n  int
-		noJournal bool
-	}{{5, 3, false}, {5, 3, true}, {6, 4, false}, {6, 4, true}} {
+		level, n       int
+		noJournal, cow bool
+	}{{5, 3, false, false}, {5, 3, true, false}, {5, 3, false, true}, {6, 4, false, false}, {6, 4, true, false}, {6, 4, false, true}} {
 		name := fmt.Sprintf("raid%d-%d", tc.level, tc.n)
-		if tc.noJournal {
+		switch {
+		case tc.noJournal:
 			name += "-nojournal"
+		case tc.cow:
+			name += "-cow"
 		}
 		b.Run(name, func(b *testing.B) {
 			var ms []Member
 			for i := 0; i < tc.n; i++ {
 				ms = append(ms, Member{Dev: open(b, fmt.Sprintf("%s-%d", name, i)), Name: fmt.Sprint(i)})
 			}
-			if err := Create(ms, CreateOptions{Level: tc.level, Chunk: 64 << 10, NoJournal: tc.noJournal, AssumeClean: true}); err != nil {
+			if err := Create(ms, CreateOptions{Level: tc.level, Chunk: 64 << 10, NoJournal: tc.noJournal, CoW: tc.cow, AssumeClean: true}); err != nil {
 				b.Fatal(err)
 			}
 			a, err := Assemble(b.Context(), ms, AssembleOptions{})

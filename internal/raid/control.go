@@ -195,6 +195,14 @@ type Report struct {
 	BitmapRegions int64 `json:"bitmap_regions"`
 	BitmapDirty   int64 `json:"bitmap_dirty"`
 	BitmapChunk   int64 `json:"bitmap_chunk_bytes"`
+	// WriteHole is the RAID-5/6 write-hole policy: "cow", "journal" or "none"
+	// ("" for other levels).
+	WriteHole string `json:"write_hole,omitempty"`
+	// CoW arrays: spare stripes, free ones, and stripes written since the last
+	// flush (their old homes are freed by the next one).
+	CowSpare     int64 `json:"cow_spare_stripes,omitempty"`
+	CowFree      int64 `json:"cow_free_stripes,omitempty"`
+	CowUnsettled int64 `json:"cow_unsettled_stripes,omitempty"`
 	// ServedBy is the pid of the process serving the array (0: assembled by the
 	// command itself).
 	ServedBy int `json:"served_by"`
@@ -224,7 +232,18 @@ func (st Status) Report() Report {
 	r := Report{Name: st.Name, UUID: st.UUID.String(), Level: st.Level, RaidDevices: st.RaidDevices,
 		Active: st.Active, Degraded: st.Active < st.RaidDevices, Failed: st.Failed, Clean: st.Clean,
 		Events: st.Events, ChunkBytes: st.Chunk, SizeBytes: st.Size, Mdstat: st.String(), ServedBy: st.ServedBy,
-		BitmapRegions: st.BitmapRegions, BitmapDirty: st.BitmapDirty, BitmapChunk: st.BitmapChunk}
+		BitmapRegions: st.BitmapRegions, BitmapDirty: st.BitmapDirty, BitmapChunk: st.BitmapChunk,
+		CowSpare: st.CowSpare, CowFree: st.CowFree, CowUnsettled: st.CowUnsettled}
+	if st.Level == 5 || st.Level == 6 {
+		switch st.Policy {
+		case PolicyCoW:
+			r.WriteHole = "cow"
+		case PolicyJournal, PolicyIntentJournal:
+			r.WriteHole = "journal"
+		default:
+			r.WriteHole = "none"
+		}
+	}
 	for _, m := range st.Members {
 		state := m.State.String()
 		if m.Role < 0 {

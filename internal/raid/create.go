@@ -21,6 +21,10 @@ type CreateOptions struct {
 	// journals every stripe update (PolicyJournal).
 	NoJournal    bool
 	JournalSlots int // 0: 32
+	// CoW writes full stripes of RAID-5/6 to spare stripes and moves the stripe
+	// map (PolicyCoW): the write hole stays closed without a second copy of the
+	// data; partial-stripe writes are still journaled. It excludes NoJournal.
+	CoW bool
 	// NoBitmap leaves out the write-intent bitmap that levels 1, 5, 6 and 10 get by
 	// default; BitmapChunk is the member data bytes per bit (0: 64 MiB, or more so
 	// that 32768 bits cover a member).
@@ -86,6 +90,9 @@ func Create(members []Member, opts CreateOptions) error {
 		bmOff = jOff
 		jOff += bitmapBytes
 	}
+	if opts.CoW && (opts.NoJournal || g.parity() == 0) {
+		return fmt.Errorf("create: copy-on-write stripes need RAID-5 or 6 with its journal: %w", ErrBadGeometry)
+	}
 	if g.parity() > 0 && !opts.NoJournal {
 		policy = PolicyJournal
 		jBytes = int64(opts.JournalSlots) * (journalHeader + g.chunk)
@@ -94,12 +101,36 @@ func Create(members []Member, opts CreateOptions) error {
 	if minSize > g.dataOff {
 		g.dataSize = (minSize - g.dataOff) / g.chunk * g.chunk
 	}
+	tagOff := int64(0)
+	if opts.CoW {
+		// The tag area goes between the journal and the data; size it for the
+		// stripes that fit beside it.
+		policy = PolicyCoW
+		tagOff = jOff + jBytes
+		phys := g.dataSize / g.chunk
+		for phys > 0 {
+			g.dataOff = (tagOff + cowTagBytes(phys, bs) + g.chunk - 1) / g.chunk * g.chunk
+			if g.dataOff+phys*g.chunk <= minSize {
+				break
+			}
+			phys--
+		}
+		g.dataSize = phys * g.chunk
+		g.spare = cowSpare(phys)
+		if phys > 1<<32-2 {
+			return fmt.Errorf("create: %d stripes per member, more than the stripe map holds (use a larger chunk): %w", phys, ErrBadGeometry)
+		}
+	}
 	if err := g.validate(); err != nil {
 		return fmt.Errorf("create: %w", err)
 	}
 	a := &Array{
 		log: slog.New(slog.DiscardHandler), g: g, uuid: newUUID(), name: opts.Name, policy: policy,
 		jOff: jOff, jSlots: opts.JournalSlots, ctime: uint64(time.Now().Unix()),
+	}
+	if opts.CoW {
+		a.cow = newCowState(tagOff, g.dataSize/g.chunk, g.spare, bs)
+		a.cow.identity()
 	}
 	if bmOff != 0 {
 		region := opts.BitmapChunk
@@ -136,6 +167,11 @@ func Create(members []Member, opts CreateOptions) error {
 		if jBytes > 0 || bmOff != 0 {
 			if err := blockdev.WriteZeroes(m.Dev, SuperblockSize, jOff+jBytes-SuperblockSize); err != nil {
 				return fmt.Errorf("create: zero bitmap and journal of member %s: %w", m.Name, err)
+			}
+		}
+		if a.cow != nil {
+			if err := a.createCow(mm); err != nil {
+				return fmt.Errorf("create: %w", err)
 			}
 		}
 	}
@@ -267,6 +303,14 @@ func Assemble(ctx context.Context, members []Member, opts AssembleOptions) (*Arr
 	}
 	g := geometry{level: int(fresh.Level), n: int(fresh.RaidDevices), chunk: int64(fresh.Chunk), bs: int(fresh.BlockSize),
 		dataOff: int64(fresh.DataOffset), dataSize: int64(fresh.DataSize)}
+	if fresh.Policy == PolicyCoW {
+		g.spare = int64(fresh.SpareStripes)
+		if g.parity() == 0 || fresh.TagOff < SuperblockSize || g.chunk <= 0 || g.bs < cowTagSize ||
+			int64(fresh.TagOff)+cowTagBytes(g.dataSize/g.chunk, g.bs) > g.dataOff {
+			closeExtra()
+			return nil, fmt.Errorf("assemble array %s: stripe map fields (tags at %d, %d spare stripes): %w", fresh.ArrayUUID, fresh.TagOff, fresh.SpareStripes, ErrBadSuperblock)
+		}
+	}
 	if err := g.validate(); err != nil {
 		closeExtra()
 		return nil, fmt.Errorf("assemble array %s: %w", fresh.ArrayUUID, err)
@@ -380,8 +424,19 @@ func Assemble(ctx context.Context, members []Member, opts AssembleOptions) (*Arr
 			}
 		}
 	}
+	if fresh.Policy == PolicyCoW {
+		a.cow = newCowState(int64(fresh.TagOff), g.dataSize/g.chunk, g.spare, g.bs)
+		if err := a.loadCow(); err != nil {
+			return fail(err)
+		}
+	}
 	if err := a.recover(); err != nil {
 		return fail(err)
+	}
+	if a.cow != nil && !a.readOnly {
+		if err := a.finishCow(); err != nil {
+			return fail(err)
+		}
 	}
 	if !a.readOnly {
 		a.mu.Lock()

@@ -10,7 +10,11 @@
 // The RAID-5/6 write hole is closed by a stripe journal kept in a reserved area of
 // every member (journal.go): the stripes of a request are made durable in the journal,
 // in one write and one flush per member, before they are touched in place, and
-// replayed at assembly (docs/decisions/2026-11-22-raid-write-hole.md). A write-intent
+// replayed at assembly (docs/decisions/2026-11-22-raid-write-hole.md). Arrays created
+// with CoW (PolicyCoW, the CLI's default) write full stripes to spare stripes instead
+// and move a stripe map kept in per-stripe tags, so that a full stripe is written once
+// (cow.go, docs/decisions/2026-12-03-raid-cow-full-stripes.md); their partial-stripe
+// writes still go through the journal. A write-intent
 // bitmap (bitmap.go) marks the regions where members may differ: after an unclean stop
 // only they are resynced, and a member that was briefly absent is re-added with a
 // rebuild of only them.

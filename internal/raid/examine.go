@@ -23,6 +23,8 @@ func (sb *Superblock) String() string {
 		policy = fmt.Sprintf("journal (%d slots; created with the withdrawn intent policy, journaled in full)", sb.JournalSlots)
 	case PolicyJournal:
 		policy = fmt.Sprintf("journal (%d slots)", sb.JournalSlots)
+	case PolicyCoW:
+		policy = fmt.Sprintf("copy-on-write full stripes (%d spare stripes, tags at %d), partial ones journaled (%d slots)", sb.SpareStripes, sb.TagOff, sb.JournalSlots)
 	}
 	fmt.Fprintf(&b, "          Magic : rampart raid superblock\n        Version : %d\n", sb.Version)
 	fmt.Fprintf(&b, "     Array UUID : %s\n           Name : %s\n  Creation Time : %s\n",

@@ -10,6 +10,7 @@ type geometry struct {
 	bs       int
 	dataOff  int64 // member offset of the data area
 	dataSize int64 // data bytes per member, a multiple of chunk
+	spare    int64 // CoW arrays: stripes of dataSize that are spare, not capacity
 }
 
 // tolerance is how many members the level can lose.
@@ -53,7 +54,7 @@ func (g *geometry) dataDisks() int {
 	return g.n - g.parity()
 }
 
-func (g *geometry) size() int64 { return int64(g.dataDisks()) * g.dataSize }
+func (g *geometry) size() int64 { return int64(g.dataDisks()) * (g.dataSize - g.spare*g.chunk) }
 
 func (g *geometry) validate() error {
 	min := map[int]int{0: 1, 1: 2, 10: 4, 5: 3, 6: 4}
@@ -67,7 +68,7 @@ func (g *geometry) validate() error {
 		return fmt.Errorf("level 10 with %d members (want an even number): %w", g.n, ErrBadGeometry)
 	case g.chunk <= 0 || g.chunk%int64(g.bs) != 0 || g.chunk > 16<<20:
 		return fmt.Errorf("chunk %d bytes with block size %d: %w", g.chunk, g.bs, ErrBadGeometry)
-	case g.dataSize <= 0:
+	case g.dataSize <= 0 || g.spare < 0 || g.dataSize <= g.spare*g.chunk:
 		return fmt.Errorf("members too small for the metadata area of %d bytes: %w", g.dataOff, ErrBadGeometry)
 	}
 	return nil

@@ -45,8 +45,9 @@ func (a *Array) WriteAt(p []byte, off int64) (int, error) {
 	}
 	a.touch()
 	a.markDirty()
-	written := a.bitmapStart(off, int64(len(p)))
-	defer written()
+	if a.cow == nil { // CoW arrays mark the physical stripes they write
+		defer a.bitmapStart(off, int64(len(p)))()
+	}
 	if a.g.parity() > 0 {
 		if err := a.writeParity(p, off); err != nil {
 			return 0, err
@@ -183,6 +184,14 @@ func (a *Array) writeRaid0(p []byte, off int64) (int, error) {
 func (a *Array) readStriped(p []byte, off int64) (int, error) {
 	s, j, in := a.stripeAt(off)
 	n := min(a.g.chunk-in, int64(len(p)))
+	if a.cow != nil {
+		// The stripe lock keeps the stripe at its home (and the home from being
+		// freed and reused) while it is read.
+		l := a.lock(s)
+		l.Lock()
+		defer l.Unlock()
+		s = a.home(s)
+	}
 	r := a.g.role(s, j)
 	m := a.snapshot()[r]
 	moff := s*a.g.chunk + in
@@ -195,9 +204,11 @@ func (a *Array) readStriped(p []byte, off int64) (int, error) {
 		a.mu.Unlock()
 		return 0, fmt.Errorf("raid %s: read at %d: %w", a.name, off, ErrFailed)
 	}
-	l := a.lock(s)
-	l.Lock()
-	defer l.Unlock()
+	if a.cow == nil {
+		l := a.lock(s)
+		l.Lock()
+		defer l.Unlock()
+	}
 	shards := a.newShards(n)
 	need := make([]bool, len(shards))
 	need[j] = true

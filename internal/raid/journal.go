@@ -45,6 +45,7 @@ type journalPart struct {
 	in, w       uint32
 	role        uint32
 	mask        uint64
+	homeSeq     uint64 // CoW arrays: the tag sequence number of the stripe's home
 	payload     []byte
 }
 
@@ -64,6 +65,10 @@ func encodeJournalHeader(b []byte, uuid UUID, p *journalPart) {
 	le.PutUint64(b[52:], p.mask)
 	le.PutUint32(b[60:], crc32.Checksum(p.payload, castagnoli))
 	le.PutUint32(b[64:], crc32.Checksum(b[:64], castagnoli))
+	// An extension with its own CRC, so that headers written before it still
+	// check: zero for arrays without CoW.
+	le.PutUint64(b[68:], p.homeSeq)
+	le.PutUint32(b[76:], crc32.Checksum(b[68:76], castagnoli))
 }
 
 // decodeJournalHeader parses a slot header; ok is false for an empty, foreign or
@@ -78,6 +83,9 @@ func decodeJournalHeader(b []byte, uuid UUID) (p journalPart, payloadCRC uint32,
 	}
 	p = journalPart{seq: le.Uint64(b[24:]), stripe: le.Uint64(b[32:]), in: le.Uint32(b[40:]),
 		w: le.Uint32(b[44:]), role: le.Uint32(b[48:]), mask: le.Uint64(b[52:])}
+	if len(b) >= 80 && crc32.Checksum(b[68:76], castagnoli) == le.Uint32(b[76:]) {
+		p.homeSeq = le.Uint64(b[68:])
+	}
 	return p, le.Uint32(b[60:]), true
 }
 
@@ -151,7 +159,7 @@ func (a *Array) journalBatch(us []stripeUpdate, roles []*member) (release func()
 				if runOff < 0 {
 					runOff = off
 				}
-				part := &journalPart{seq: seq, stripe: uint64(u.s), in: uint32(u.in), w: uint32(u.w), role: uint32(r), mask: masks[i], payload: u.shards[jj]}
+				part := &journalPart{seq: seq, stripe: uint64(u.s), in: uint32(u.in), w: uint32(u.w), role: uint32(r), mask: masks[i], homeSeq: u.homeSeq, payload: u.shards[jj]}
 				start := len(run)
 				size := journalHeader + int(part.w)
 				run = slices.Grow(run, size)[:start+size]
@@ -297,6 +305,17 @@ func (a *Array) replayJournal() error {
 		if d.intent || d.seq < lastIntent[d.stripe] {
 			continue
 		}
+		if a.cow != nil {
+			// The stripe moved since (a full-stripe write to a new home settled
+			// and this one was freed, maybe reused): the entry is old news.
+			var any journalPart
+			for _, p := range d.parts {
+				any = p
+			}
+			if seq, ok := a.cowSeqAt(d.stripe); !ok || seq != any.homeSeq {
+				continue
+			}
+		}
 		for r, p := range d.parts {
 			m := a.roles[r]
 			if _, err := m.dev.WriteAt(p.payload, a.g.dataOff+int64(p.stripe)*a.g.chunk+int64(p.in)); err != nil {
@@ -356,8 +375,10 @@ func (a *Array) wipeJournal(m *member) error {
 
 // journaled reports whether the array keeps a stripe journal. Arrays created with
 // the withdrawn intent policy (1) are journaled in full; their replay still
-// understands intent entries.
-func (a *Array) journaled() bool { return a.policy == PolicyIntentJournal || a.policy == PolicyJournal }
+// understands intent entries. CoW arrays journal their partial-stripe writes.
+func (a *Array) journaled() bool {
+	return a.policy == PolicyIntentJournal || a.policy == PolicyJournal || a.policy == PolicyCoW
+}
 
 // resyncParity recomputes the parity of stripe s from its data (at assembly). With a
 // data member missing it cannot, and says so.

@@ -93,20 +93,16 @@ func TestAssembleFindsReplacement(t *testing.T) {
 func TestSuperblockLocations(t *testing.T) {
 	sb := &Superblock{RaidDevices: 3, Chunk: 65536, BlockSize: 512, Roles: make([]RoleEntry, 3),
 		Locations: []string{"/dev/sdb", "", "raid:/x,/y"}}
-	b, err := sb.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := UnmarshalSuperblock(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := roundTrip(t, sb)
 	if !slices.Equal(got.Locations, sb.Locations) {
 		t.Errorf("locations %q, want %q", got.Locations, sb.Locations)
 	}
 	// A write torn between the first sector (events) and the location area leaves
 	// a valid superblock: the new fields with the old locations.
-	old := b
+	old, err := sb.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
 	sb.Events, sb.Locations = 9, []string{"/dev/sdb", "/dev/sdq", "raid:/x,/y"}
 	nb, err := sb.Marshal()
 	if err != nil {
@@ -123,7 +119,8 @@ func TestSuperblockLocations(t *testing.T) {
 		t.Errorf("torn location area: %v, locations %q; want a valid superblock without locations", err, got.Locations)
 	}
 	sb.Locations = []string{strings.Repeat("x", 1200), strings.Repeat("y", 1200), "z"}
-	if b, err = sb.Marshal(); err != nil {
+	b, err := sb.Marshal()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if got, err = UnmarshalSuperblock(b); err != nil || got.Locations != nil {

@@ -16,23 +16,26 @@ import (
 // written since, never anything else. Members fail (unnoticed) and are replaced
 // between rounds.
 func TestModelConcurrent(t *testing.T) {
-	for _, tc := range []struct{ level, n int }{{1, 2}, {10, 4}, {5, 3}, {5, 4}, {6, 4}, {6, 5}} {
-		t.Run(fmt.Sprintf("raid%d-%d", tc.level, tc.n), func(t *testing.T) {
+	for _, tc := range []struct {
+		level, n int
+		cow      bool
+	}{{1, 2, false}, {10, 4, false}, {5, 3, false}, {5, 4, false}, {6, 4, false}, {6, 5, false}, {5, 3, true}, {6, 4, true}, {6, 5, true}} {
+		t.Run(modelName(tc.level, tc.n, tc.cow), func(t *testing.T) {
 			for _, seed := range modelSeeds(t, 1) {
 				t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-					t.Logf("seed %d (replay with RAMPART_RAID_SEED=%d go test -run 'TestModelConcurrent/raid%d-%d/' ./internal/raid; goroutine scheduling varies)", seed, seed, tc.level, tc.n)
+					t.Logf("seed %d (replay with RAMPART_RAID_SEED=%d go test -run 'TestModelConcurrent/%s/' ./internal/raid; goroutine scheduling varies)", seed, seed, modelName(tc.level, tc.n, tc.cow))
 					rounds := 120
 					if testing.Short() {
 						rounds = 30
 					}
-					runConcurrentModel(t, tc.level, tc.n, seed, rounds)
+					runConcurrentModel(t, tc.level, tc.n, tc.cow, seed, rounds)
 				})
 			}
 		})
 	}
 }
 
-func runConcurrentModel(t *testing.T, level, n int, seed uint64, rounds int) {
+func runConcurrentModel(t *testing.T, level, n int, cow bool, seed uint64, rounds int) {
 	r := &modelRun{t: t, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), level: level, clock: &crashClock{}, failed: map[int]bool{}}
 	ms := make([]Member, n)
 	for i := range ms {
@@ -41,7 +44,7 @@ func runConcurrentModel(t *testing.T, level, n int, seed uint64, rounds int) {
 		ms[i] = Member{Dev: r.devs[i], Name: r.names[i]}
 	}
 	r.nextDev = n
-	if err := Create(ms, CreateOptions{Level: level, Chunk: mChunk, Name: "model", JournalSlots: 16, BitmapChunk: modelBitmapChunk}); err != nil {
+	if err := Create(ms, CreateOptions{Level: level, Chunk: mChunk, Name: "model", JournalSlots: 16, BitmapChunk: modelBitmapChunk, CoW: cow}); err != nil {
 		t.Fatalf("create: %v", err)
 	}
 	r.assemble()

@@ -281,7 +281,7 @@ func (a *Array) rebuild(ctx context.Context, r int, m *member) error {
 }
 
 func (a *Array) rebuildStripe(r int, m *member, s int64, buf []byte) error {
-	l := a.lock(s)
+	l := a.plock(s)
 	l.Lock()
 	defer l.Unlock()
 	shards := a.newShards(a.g.chunk)
@@ -296,7 +296,13 @@ func (a *Array) rebuildStripe(r int, m *member, s int64, buf []byte) error {
 	if err := a.loadShards(s, 0, a.g.chunk, shards, need); err != nil {
 		return err
 	}
-	return a.writeMember(r, m, shards[jr], s*a.g.chunk)
+	if err := a.writeMember(r, m, shards[jr], s*a.g.chunk); err != nil {
+		return err
+	}
+	if a.cow != nil {
+		return a.rebuildTags(r, m, s)
+	}
+	return nil
 }
 
 func (a *Array) rebuildMirror(r int, m *member, moff, lockKey int64, buf []byte) error {

@@ -69,9 +69,12 @@ func (a *Array) scrub(ctx context.Context, repair, dirtyOnly bool, progress func
 
 func (a *Array) scrubStripe(s int64, repair bool, res *ScrubResult) error {
 	c := a.g.chunk
-	l := a.lock(s)
+	l := a.plock(s)
 	l.Lock()
 	defer l.Unlock()
+	if a.cow != nil && a.cowFree(s) {
+		return nil // a spare stripe: what it holds means nothing
+	}
 	roles := a.snapshot()
 	shards := a.newShards(c)
 	moff := s * c

@@ -41,6 +41,9 @@ type Status struct {
 	ServedBy    int // pid of this process when it serves the control socket
 	// Write-intent bitmap (BitmapRegions 0: none).
 	BitmapRegions, BitmapDirty, BitmapChunk int64
+	// CoW arrays: spare physical stripes, how many are free now, and how many
+	// stripes wait for a flush to settle.
+	CowSpare, CowFree, CowUnsettled int64
 }
 
 // Status reports the array's state.
@@ -51,10 +54,17 @@ func (a *Array) Status() Status {
 	if a.bm != nil {
 		bmRegions, bmDirty, bmChunk = a.bm.n, a.bm.dirtyCount(), a.bm.region
 	}
+	var cowSpare, cowFree, cowUnsettled int64
+	if c := a.cow; c != nil {
+		c.mu.Lock()
+		cowSpare, cowFree, cowUnsettled = a.g.spare, c.nfree, int64(len(c.unsettled))
+		c.mu.Unlock()
+	}
 	a.mu.Lock()
 	st := Status{Name: a.name, UUID: a.uuid, Level: a.g.level, RaidDevices: a.g.n, Chunk: a.g.chunk,
 		Size: a.Size(), Clean: a.clean.Load(), Failed: a.failed.Load(), Events: a.events, Policy: a.policy,
-		BitmapRegions: bmRegions, BitmapDirty: bmDirty, BitmapChunk: bmChunk}
+		BitmapRegions: bmRegions, BitmapDirty: bmDirty, BitmapChunk: bmChunk,
+		CowSpare: cowSpare, CowFree: cowFree, CowUnsettled: cowUnsettled}
 	if a.ctl != nil {
 		st.ServedBy = os.Getpid()
 	}

@@ -14,7 +14,13 @@ type stripeUpdate struct {
 	shards   [][]byte
 	touched  []bool
 	pooled   []byte // parity buffer of a full stripe, back to a.parityPool when done
+	// homeSeq is the tag sequence number of the stripe's home on a CoW array,
+	// recorded in its journal entries (see Array.inPlace).
+	homeSeq uint64
 }
+
+// piece is the part [lo, hi) of a write's buffer that falls in one stripe.
+type piece struct{ lo, hi int64 }
 
 // maxBatch is the most stripes one request journals and writes together (at most
 // half the journal slots). Batches used to fail the model test; the cause was the
@@ -27,7 +33,6 @@ const maxBatch = 16
 // flush per member, and written in place together.
 func (a *Array) writeParity(p []byte, off int64) error {
 	sw := a.g.stripeWidth()
-	type piece struct{ lo, hi int64 }
 	var pieces []piece
 	for lo := int64(0); lo < int64(len(p)); {
 		hi := min(int64(len(p)), (off+lo)/sw*sw+sw-off)
@@ -48,6 +53,16 @@ func (a *Array) writeParity(p []byte, off int64) error {
 		for _, k := range keys {
 			a.locks[k].Lock()
 		}
+		if a.cow != nil {
+			err := a.writeParityCow(p, off, cur)
+			for _, k := range keys {
+				a.locks[k].Unlock()
+			}
+			if err != nil {
+				return fmt.Errorf("raid %s: write at %d: %w", a.name, off, err)
+			}
+			continue
+		}
 		us := make([]stripeUpdate, n)
 		errs := make([]error, n)
 		var wg sync.WaitGroup
@@ -57,7 +72,7 @@ func (a *Array) writeParity(p []byte, off int64) error {
 			sem <- struct{}{}
 			go func() {
 				defer wg.Done()
-				us[i], errs[i] = a.prepareStripe(p[pc.lo:pc.hi], off+pc.lo)
+				us[i], errs[i] = a.prepareStripe(p[pc.lo:pc.hi], off+pc.lo, (off+pc.lo)/sw)
 				<-sem
 			}()
 		}
@@ -88,13 +103,12 @@ func (a *Array) writeParity(p []byte, off int64) error {
 
 func (a *Array) lockIndex(key int64) int { return int(uint64(key) % uint64(len(a.locks))) }
 
-// prepareStripe computes the update for the part of p that falls in one stripe (the
-// caller holds the stripe lock). A full stripe is encoded straight from p; a partial
-// one reads the rest of the affected rows (reconstruct-write), so a degraded stripe is
-// handled the same way.
-func (a *Array) prepareStripe(p []byte, off int64) (stripeUpdate, error) {
+// prepareStripe computes the update for the part of p that falls in one stripe, to
+// be written at physical stripe s (the caller holds the stripe's locks). A full
+// stripe is encoded straight from p; a partial one reads the rest of the affected
+// rows (reconstruct-write), so a degraded stripe is handled the same way.
+func (a *Array) prepareStripe(p []byte, off, s int64) (stripeUpdate, error) {
 	sw, c := a.g.stripeWidth(), a.g.chunk
-	s := off / sw
 	so := off % sw
 	n := int64(len(p))
 	k, pm := a.g.dataDisks(), a.g.parity()
@@ -172,6 +186,11 @@ func (a *Array) putStripe(s, in, w int64, shards [][]byte, touched []bool) error
 // one; the members are written in parallel.
 func (a *Array) putStripes(us []stripeUpdate) error {
 	roles := a.snapshot()
+	if a.cow != nil {
+		for i := range us {
+			us[i].homeSeq = a.inPlace(us[i].s)
+		}
+	}
 	if a.journaled() {
 		release, err := a.journalBatch(us, roles)
 		if err != nil {

@@ -15,8 +15,11 @@ import (
 const (
 	// SuperblockSize is the size of the superblock at offset 0 of every member.
 	SuperblockSize = 4096
-	// SuperblockVersion is the format version this package writes and reads.
-	SuperblockVersion = 1
+	// SuperblockVersion is the format version this package writes and reads;
+	// arrays with PolicyCoW carry SuperblockVersionCoW instead, which builds that
+	// do not know the stripe map refuse.
+	SuperblockVersion    = 1
+	SuperblockVersionCoW = 2
 	// MaxMembers is the most raid devices an array may have.
 	MaxMembers = 64
 	// RoleSpare is the role of a member that holds no data yet.
@@ -25,6 +28,7 @@ const (
 	roleTableOff  = 168
 	roleEntrySize = 24
 	bitmapFields  = 4032 // BitmapOff, BitmapChunk, BitmapBytes
+	cowFields     = 4056 // TagOff, SpareStripes
 	// The member locations (Superblock.Locations) sit between the largest role
 	// table (168 + 64*24 = 1704) and the bitmap fields.
 	locationsOff = 1712
@@ -98,6 +102,10 @@ const (
 	// PolicyJournal (the default): every stripe update, data and parity, is made
 	// durable in the member journals before it is written in place.
 	PolicyJournal uint32 = 2
+	// PolicyCoW: full-stripe writes go to a spare stripe and the stripe map
+	// follows, with no second copy (cow.go); partial-stripe writes are journaled
+	// as with PolicyJournal.
+	PolicyCoW uint32 = 3
 )
 
 // UUID is a 16-byte random identifier.
@@ -157,6 +165,10 @@ type Superblock struct {
 	// of those it was given. Empty in arrays written before 2026-12-03, and when
 	// the specs do not fit in the 2304 bytes set aside.
 	Locations []string
+	// CoW arrays: the tag area (one 32-byte tag per physical stripe) at TagOff,
+	// and how many of the DataSize/Chunk physical stripes are spare.
+	TagOff       uint64
+	SpareStripes uint32
 }
 
 // Marshal encodes the superblock into SuperblockSize bytes with its CRC.
@@ -170,7 +182,11 @@ func (sb *Superblock) Marshal() ([]byte, error) {
 	b := make([]byte, SuperblockSize)
 	le := binary.LittleEndian
 	copy(b[0:8], superMagic[:])
-	le.PutUint32(b[8:], SuperblockVersion)
+	if sb.Policy == PolicyCoW {
+		le.PutUint32(b[8:], SuperblockVersionCoW)
+	} else {
+		le.PutUint32(b[8:], SuperblockVersion)
+	}
 	copy(b[16:32], sb.ArrayUUID[:])
 	copy(b[32:48], sb.DeviceUUID[:])
 	le.PutUint32(b[48:], sb.Level)
@@ -202,6 +218,8 @@ func (sb *Superblock) Marshal() ([]byte, error) {
 	le.PutUint64(b[bitmapFields:], sb.BitmapOff)
 	le.PutUint64(b[bitmapFields+8:], sb.BitmapChunk)
 	le.PutUint32(b[bitmapFields+16:], sb.BitmapBytes)
+	le.PutUint64(b[cowFields:], sb.TagOff)
+	le.PutUint32(b[cowFields+8:], sb.SpareStripes)
 	le.PutUint32(b[12:], crc32.Checksum(b, castagnoli)) // the location area is still zero
 	putLocations(b[locationsOff:locationsEnd], sb.Locations, int(sb.RaidDevices))
 	return b, nil
@@ -229,8 +247,8 @@ func UnmarshalSuperblock(b []byte) (*Superblock, error) {
 		return nil, fmt.Errorf("superblock crc %08x, stored %08x: %w", got, want, ErrBadSuperblock)
 	}
 	sb := &Superblock{Version: le.Uint32(b[8:])}
-	if sb.Version != SuperblockVersion {
-		return nil, fmt.Errorf("superblock version %d (this build reads %d): %w", sb.Version, SuperblockVersion, ErrBadSuperblock)
+	if sb.Version != SuperblockVersion && sb.Version != SuperblockVersionCoW {
+		return nil, fmt.Errorf("superblock version %d (this build reads %d and %d): %w", sb.Version, SuperblockVersion, SuperblockVersionCoW, ErrBadSuperblock)
 	}
 	copy(sb.ArrayUUID[:], b[16:32])
 	copy(sb.DeviceUUID[:], b[32:48])
@@ -250,6 +268,9 @@ func UnmarshalSuperblock(b []byte) (*Superblock, error) {
 	sb.JournalDurable = le.Uint64(b[120:])
 	sb.Name = string(bytes.TrimRight(b[128:160], "\x00"))
 	sb.Policy = le.Uint32(b[164:])
+	if sb.Policy > PolicyCoW || (sb.Policy == PolicyCoW) != (sb.Version == SuperblockVersionCoW) {
+		return nil, fmt.Errorf("superblock version %d with write-hole policy %d: %w", sb.Version, sb.Policy, ErrBadSuperblock)
+	}
 	if sb.RaidDevices == 0 || sb.RaidDevices > MaxMembers {
 		return nil, fmt.Errorf("superblock: %d raid devices: %w", sb.RaidDevices, ErrBadSuperblock)
 	}
@@ -262,6 +283,8 @@ func UnmarshalSuperblock(b []byte) (*Superblock, error) {
 	sb.BitmapOff = le.Uint64(b[bitmapFields:])
 	sb.BitmapChunk = le.Uint64(b[bitmapFields+8:])
 	sb.BitmapBytes = le.Uint32(b[bitmapFields+16:])
+	sb.TagOff = le.Uint64(b[cowFields:])
+	sb.SpareStripes = le.Uint32(b[cowFields+8:])
 	if sb.BitmapOff != 0 && (sb.BitmapChunk == 0 || sb.BitmapChunk%uint64(sb.Chunk) != 0 || sb.BitmapBytes == 0 ||
 		sb.BitmapBytes > 1<<20 || sb.BitmapBytes%sb.BlockSize != 0 || sb.BitmapOff%uint64(sb.BlockSize) != 0) {
 		return nil, fmt.Errorf("superblock: bitmap at %d, %d bytes, %d bytes per bit: %w", sb.BitmapOff, sb.BitmapBytes, sb.BitmapChunk, ErrBadSuperblock)

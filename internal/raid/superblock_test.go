@@ -17,8 +17,9 @@ func testSuperblock() *Superblock {
 	}
 }
 
-func TestSuperblockRoundTrip(t *testing.T) {
-	sb := testSuperblock()
+// roundTrip marshals sb and decodes it again.
+func roundTrip(t *testing.T, sb *Superblock) *Superblock {
+	t.Helper()
 	b, err := sb.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -27,6 +28,12 @@ func TestSuperblockRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return got
+}
+
+func TestSuperblockRoundTrip(t *testing.T) {
+	sb := testSuperblock()
+	got := roundTrip(t, sb)
 	if !reflect.DeepEqual(got, sb) {
 		t.Errorf("got %+v, want %+v", got, sb)
 	}
