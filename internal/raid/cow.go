@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"runtime"
 	"slices"
 	"sync"
 )
@@ -315,62 +316,81 @@ func (c *cowState) freeAlloc(fs []int64) {
 	}
 }
 
-// putCow writes full stripes us (u.s: their new physical homes, logical stripes in
-// logical) to every member with their tags, and then points the map at them.
-func (a *Array) putCow(us []stripeUpdate, logical []int64) error {
+// putCow writes full stripes to their new physical homes (phys) with their tags,
+// and then points the map of their logical stripes at them. Each stripe is encoded,
+// checksummed and written to every member by one goroutine, while its shards are
+// still in the CPU cache: on a machine whose memory bandwidth is the limit that is
+// much faster than encoding every stripe of a request first and then writing each
+// member's shards.
+func (a *Array) putCow(p []byte, off int64, pieces []piece, phys, logical []int64) error {
 	c := a.cow
-	n := a.g.n
-	fs := make([]uint32, len(us))
-	c.mu.Lock()
-	for i, u := range us {
-		c.seq++
-		fs[i] = uint32(u.s)
-		c.img[u.s] = cowTag{seq: c.seq, owner: uint32(logical[i]), flags: tagPresent}
-		c.crcs[uint32(u.s)] = make([]uint32, n)
-	}
-	c.mu.Unlock()
-	blks := c.tagBlocks(fs)
+	n, k, pm := a.g.n, a.g.dataDisks(), a.g.parity()
+	w := a.g.chunk
+	roles := a.snapshot()
+	crcs := make([][]uint32, len(pieces))
+	errs := make([]error, len(pieces))
 	var wg sync.WaitGroup
-	for r, m := range a.snapshot() {
-		if !writable(m) {
-			continue
-		}
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i, pc := range pieces {
 		wg.Add(1)
+		sem <- struct{}{}
 		go func() {
-			defer wg.Done()
-			// Each member checksums its own shards, in parallel with the others.
-			crcs := make([]uint32, len(us))
-			for i, u := range us {
-				for j := range u.shards {
-					if a.g.role(u.s, j) == r {
-						crcs[i] = crc32.Checksum(u.shards[j], castagnoli)
-						if a.writeMember(r, m, u.shards[j], u.s*a.g.chunk) != nil {
-							return
-						}
-					}
+			defer func() { <-sem; wg.Done() }()
+			f := phys[i]
+			shards := make([][]byte, k+pm)
+			for j := 0; j < k; j++ {
+				shards[j] = p[pc.lo+int64(j)*w : pc.lo+int64(j+1)*w]
+			}
+			pb, ok := a.parityPool.Get().([]byte)
+			if !ok || int64(len(pb)) != int64(pm)*w {
+				pb = make([]byte, int64(pm)*w)
+			}
+			defer a.parityPool.Put(pb) //nolint:staticcheck // a slice header is fine here
+			for j := k; j < k+pm; j++ {
+				shards[j] = pb[int64(j-k)*w : int64(j-k+1)*w]
+			}
+			if errs[i] = a.encode(shards); errs[i] != nil {
+				return
+			}
+			crcs[i] = make([]uint32, n)
+			for j, sh := range shards {
+				r := a.g.role(f, j)
+				crcs[i][r] = crc32.Checksum(sh, castagnoli)
+				if m := roles[r]; writable(m) {
+					_ = a.writeMember(r, m, sh, f*w) // a failure marks the member faulty
 				}
 			}
-			c.mu.Lock()
-			for i, u := range us {
-				c.crcs[uint32(u.s)][r] = crcs[i]
-			}
-			c.mu.Unlock()
-			_ = a.writeTagBlocks(r, m, blks)
 		}()
 	}
 	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("write at %d: %w", off, err)
+	}
+	if a.failed.Load() {
+		return ErrFailed
+	}
+	fs := make([]uint32, len(pieces))
+	c.mu.Lock()
+	for i := range pieces {
+		c.seq++
+		fs[i] = uint32(phys[i])
+		c.img[phys[i]] = cowTag{seq: c.seq, owner: uint32(logical[i]), flags: tagPresent}
+		c.crcs[uint32(phys[i])] = crcs[i]
+	}
+	c.mu.Unlock()
+	a.writeTagsAll(fs)
 	if a.failed.Load() {
 		return ErrFailed
 	}
 	c.mu.Lock()
-	for i, u := range us {
+	for i, f := range phys {
 		s := logical[i]
 		old := c.fwd[s]
-		c.fwd[s] = uint32(u.s)
-		c.use[u.s] = useHome
+		c.fwd[s] = uint32(f)
+		c.use[f] = useHome
 		c.use[old] = useOld
-		c.unsettled[uint32(u.s)] = old
-		c.pending = append(c.pending, uint32(u.s))
+		c.unsettled[uint32(f)] = old
+		c.pending = append(c.pending, uint32(f))
 	}
 	c.mu.Unlock()
 	return nil
@@ -436,48 +456,44 @@ func (a *Array) writeParityCow(p []byte, off int64, pieces []piece) error {
 	for _, f := range phys {
 		defer a.bitmapStartSpan(f*a.g.chunk, (f+1)*a.g.chunk)()
 	}
-	us := make([]stripeUpdate, len(pieces))
-	errs := make([]error, len(pieces))
-	var wg sync.WaitGroup
+	var cowP, placeP []piece
+	var cowPhys, cowLogical, placePhys []int64
 	for i, pc := range pieces {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			us[i], errs[i] = a.prepareStripe(p[pc.lo:pc.hi], off+pc.lo, phys[i])
-		}()
+		if full[i] {
+			cowP, cowPhys = append(cowP, pc), append(cowPhys, phys[i])
+			cowLogical = append(cowLogical, (off+pc.lo)/sw)
+		} else {
+			placeP, placePhys = append(placeP, pc), append(placePhys, phys[i])
+		}
 	}
-	wg.Wait()
-	defer func() {
+	if len(placeP) > 0 {
+		us := make([]stripeUpdate, len(placeP))
+		errs := make([]error, len(placeP))
+		var wg sync.WaitGroup
+		for i, pc := range placeP {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				us[i], errs[i] = a.prepareStripe(p[pc.lo:pc.hi], off+pc.lo, placePhys[i])
+			}()
+		}
+		wg.Wait()
+		err := errors.Join(errs...)
+		if err == nil {
+			err = a.putStripes(us)
+		}
 		for _, u := range us {
 			if u.pooled != nil {
 				a.parityPool.Put(u.pooled) //nolint:staticcheck // a slice header is fine here
 			}
 		}
-	}()
-	if err := errors.Join(errs...); err != nil {
-		c.freeAlloc(homes)
-		return err
-	}
-	var cows, places []stripeUpdate
-	var logical []int64
-	for i, u := range us {
-		if full[i] {
-			cows = append(cows, u)
-			logical = append(logical, (off+pieces[i].lo)/sw)
-		} else {
-			places = append(places, u)
-		}
-	}
-	if len(places) > 0 {
-		if err := a.putStripes(places); err != nil {
+		if err != nil {
 			c.freeAlloc(homes)
 			return err
 		}
 	}
-	if len(cows) > 0 {
-		if err := a.putCow(cows, logical); err != nil {
-			return err
-		}
+	if len(cowP) > 0 {
+		return a.putCow(p, off, cowP, cowPhys, cowLogical)
 	}
 	return nil
 }
