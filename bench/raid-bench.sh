@@ -5,7 +5,9 @@
 # full-stripe writes reach at least 0.5 of the single file's write throughput.
 #
 # Usage: bench/raid-bench.sh [-dir /dev/shm] [-size-mib 256] [-chunk-kib 64] [-seconds 3] [-rounds 3]
-# Runs with each RAID-5/6 write-hole policy: the full journal (default) and none.
+# Runs with each RAID-5/6 write-hole policy: cow (the default of `rampart raid create`:
+# full stripes copy-on-write, partial ones journaled), full (journal every update) and
+# none (hole open).
 set -eu
 cd "$(dirname "$0")/.."
 dir=/dev/shm
@@ -15,7 +17,7 @@ fi
 bin=$(mktemp -d)/raidbench
 trap 'rm -rf "$(dirname "$bin")"' EXIT
 go build -o "$bin" ./bench/raidbench
-for j in full none; do
-	echo "== journal: $j =="
+for j in cow full none; do
+	echo "== write hole: $j =="
 	"$bin" -dir "$dir" -journal "$j" "$@"
 done
