@@ -348,15 +348,21 @@ func (c *chunk) WriteAt(p []byte, off int64) error {
 	return nil
 }
 
-// writeRange writes p at file offset at, direct if large and aligned. Called
-// with c.mu held.
+// writeRange writes p at file offset at, direct if large and aligned: from
+// p itself if it starts at an aligned address (a ChunkWrite read by
+// writeBuffer), else through an aligned copy. Called with c.mu held.
 func (c *chunk) writeRange(p []byte, at int64) error {
-	if aligned(at, len(p)) && len(p) <= bufSize {
+	if aligned(at, len(p)) && (isAligned(p) || len(p) <= bufSize) {
 		if fd := c.direct(); fd >= 0 {
-			buf, put := getBuf(len(p))
-			copy(buf, p)
-			err := pwriteFull(fd, buf, at)
-			put()
+			var err error
+			if isAligned(p) {
+				err = pwriteFull(fd, p, at)
+			} else {
+				buf, put := getBuf(len(p))
+				copy(buf, p)
+				err = pwriteFull(fd, buf, at)
+				put()
+			}
 			if err == nil || !c.noDirect(err) {
 				return err
 			}

@@ -122,14 +122,21 @@ func startServers(t *testing.T, n int) []*Server {
 	return out
 }
 
-func TestChainedWrite(t *testing.T) {
-	srv := startServers(t, 3)
-	ctx := t.Context()
-	c, err := proto.Dial(ctx, srv[0].Addr())
+// dialServer connects a client to a test chunkserver until the test ends.
+func dialServer(t *testing.T, s *Server) *proto.Client {
+	t.Helper()
+	c, err := proto.Dial(t.Context(), s.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestChainedWrite(t *testing.T) {
+	srv := startServers(t, 3)
+	ctx := t.Context()
+	c := dialServer(t, srv[0])
 	data := bytes.Repeat([]byte{0xab}, 1<<20)
 	var e proto.Enc
 	(&proto.ChunkWrite{ID: 5, Version: 1, Offset: 4096, Chain: []string{srv[1].Addr(), srv[2].Addr()}, Data: data}).Encode(&e)

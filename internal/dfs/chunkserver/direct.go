@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rampart-storage/rampart/internal/dfs/proto"
 )
 
 // Large transfers bypass the page cache (O_DIRECT): on this kind of host the
@@ -45,6 +47,28 @@ func getBuf(n int) ([]byte, func()) {
 	}
 	bp := bufPool.Get().(*[]byte)
 	return (*bp)[:n], func() { bufPool.Put(bp) }
+}
+
+// writeBuffer is the proto.ServeOptions.Buffer of the chunkserver's
+// connections: a large ChunkWrite is read into a pooled aligned buffer,
+// placed so that its data starts on a directAlign boundary. The direct
+// write then goes out from the request itself (writeRange), and no request
+// allocates (and the kernel zeroes) megabytes of fresh memory. Other
+// requests are allocated as usual.
+func writeBuffer(h proto.Header, head []byte) ([]byte, func()) {
+	if h.Type != proto.MsgChunkWrite || h.Length < directMin {
+		return nil, nil
+	}
+	off, ok := proto.ChunkWriteDataOffset(head)
+	if !ok {
+		return nil, nil
+	}
+	pad := (directAlign - off%directAlign) % directAlign
+	if pad+int(h.Length) > bufSize {
+		return nil, nil
+	}
+	buf, put := getBuf(bufSize)
+	return buf[pad : pad+int(h.Length)], put
 }
 
 // isAligned reports whether b starts at a directAlign boundary.

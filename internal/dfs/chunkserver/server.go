@@ -103,7 +103,7 @@ func (s *Server) Start(ctx context.Context) error {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				proto.ServeConn(ctx, c, s.handle, s.log)
+				proto.ServeConnWith(ctx, c, s.handle, proto.ServeOptions{Buffer: writeBuffer}, s.log)
 			}()
 		}
 	}()

@@ -211,6 +211,32 @@ func ServeConn(ctx context.Context, conn net.Conn, h Handler, log *slog.Logger) 
 // connection wait for an inline one, so a handler that can block must not
 // be inline. A nil inline answers every request in its own goroutine.
 func ServeConnInline(ctx context.Context, conn net.Conn, h Handler, inline func(*Frame) bool, log *slog.Logger) {
+	ServeConnWith(ctx, conn, h, ServeOptions{Inline: inline}, log)
+}
+
+// ServeOptions adjusts how ServeConnWith reads and answers requests.
+type ServeOptions struct {
+	// Inline, if set, picks the requests answered on the reading goroutine
+	// (see ServeConnInline).
+	Inline func(*Frame) bool
+	// Buffer, if set, is asked for the buffer each request's payload is
+	// read into, instead of a fresh allocation: h is the frame header and
+	// head the first bytes of the payload (at most PeekSize, fewer if the
+	// payload is shorter), which lets it place the payload so that a part
+	// of it lands aligned. It returns a buffer of exactly h.Length bytes
+	// and release, called once the request is answered (the reply
+	// written), after which neither the handler nor the connection touches
+	// the buffer; or nil to have the payload allocated. The handler must
+	// not keep the payload, or anything aliasing it, past its reply.
+	Buffer func(h Header, head []byte) (buf []byte, release func())
+}
+
+// PeekSize is the most of a request's payload ServeOptions.Buffer is shown.
+const PeekSize = 512
+
+// ServeConnWith is ServeConn with options.
+func ServeConnWith(ctx context.Context, conn net.Conn, h Handler, opts ServeOptions, log *slog.Logger) {
+	inline := opts.Inline
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { <-ctx.Done(); _ = conn.Close() }()
@@ -222,7 +248,10 @@ func ServeConnInline(ctx context.Context, conn net.Conn, h Handler, inline func(
 	var wmu sync.Mutex
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	answer := func(f *Frame) {
+	answer := func(f *Frame, release func()) {
+		if release != nil {
+			defer release()
+		}
 		out, err := h(ctx, f)
 		rf := &Frame{Type: f.Type, ID: f.ID, Flags: FlagReply, Payload: out}
 		if err != nil {
@@ -242,7 +271,7 @@ func ServeConnInline(ctx context.Context, conn net.Conn, h Handler, inline func(
 		}
 	}
 	for {
-		f, err := ReadFrame(br)
+		f, release, err := readRequest(br, opts.Buffer)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
 				log.Debug("dfs connection closed", "peer", conn.RemoteAddr().String(), "err", err)
@@ -250,19 +279,62 @@ func ServeConnInline(ctx context.Context, conn net.Conn, h Handler, inline func(
 			return
 		}
 		if f.IsReply() {
+			if release != nil {
+				release()
+			}
 			log.Debug("dfs peer sent a reply as a request", "peer", conn.RemoteAddr().String(), "type", f.Type.String())
 			return
 		}
 		if inline != nil && inline(f) {
-			answer(f)
+			answer(f, release)
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			answer(f)
+			answer(f, release)
 		}()
 	}
+}
+
+// readRequest reads one frame from br, its payload into the buffer that
+// buffer gives (allocated if buffer is nil or gives none); release, if not
+// nil, gives that buffer back.
+func readRequest(br *bufio.Reader, buffer func(Header, []byte) ([]byte, func())) (*Frame, func(), error) {
+	if buffer == nil {
+		f, err := ReadFrame(br)
+		return f, nil, err
+	}
+	var hb [HeaderSize]byte
+	if _, err := io.ReadFull(br, hb[:]); err != nil {
+		return nil, nil, err
+	}
+	h, err := ParseHeader(hb[:])
+	if err != nil {
+		return nil, nil, err
+	}
+	f := &Frame{Type: h.Type, Flags: h.Flags, ID: h.ID}
+	var release func()
+	if h.Length > 0 {
+		head, err := br.Peek(min(int(h.Length), PeekSize))
+		if err != nil {
+			return nil, nil, fmt.Errorf("read %s payload of %d bytes: %w", h.Type, h.Length, err)
+		}
+		f.Payload, release = buffer(h, head)
+	}
+	if len(f.Payload) != int(h.Length) {
+		if release != nil {
+			release()
+		}
+		f.Payload, release = make([]byte, h.Length), nil
+	}
+	if _, err := io.ReadFull(br, f.Payload); err != nil {
+		if release != nil {
+			release()
+		}
+		return nil, nil, fmt.Errorf("read %s payload of %d bytes: %w", h.Type, h.Length, err)
+	}
+	return f, release, nil
 }
 
 // LocalAddr returns the local address of the connection.

@@ -2,9 +2,6 @@ package proto
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,14 +13,7 @@ import (
 // any other request (ChunkInfo) runs in a goroutine of its own and holds up
 // nothing.
 func TestServeConnInline(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ln, ctx, log := testListener(t)
 
 	blockInfo := make(chan struct{})  // releases the ChunkInfo request
 	blockFirst := make(chan struct{}) // releases the ChunkRead with payload "first"

@@ -103,6 +103,33 @@ func (m *ChunkWrite) Decode(b []byte) error {
 	return nil
 }
 
+// ChunkWriteDataOffset returns where Data starts in an encoded ChunkWrite
+// of which head holds the first bytes, or false if head ends before Data's
+// length field or is not a ChunkWrite's start. A chunkserver uses it to
+// place the payload so that Data lands on an aligned address.
+func ChunkWriteDataOffset(head []byte) (int, bool) {
+	d := NewDec(head)
+	d.U64()
+	d.U32()
+	d.U32()
+	n := int(d.U8())
+	if n > MaxChain {
+		return 0, false
+	}
+	for i := 0; i < n && d.Err() == nil; i++ {
+		l := d.U32()
+		if l > uint32(len(d.B)) {
+			return 0, false
+		}
+		d.B = d.B[l:]
+	}
+	d.U32()
+	if d.Err() != nil {
+		return 0, false
+	}
+	return len(head) - len(d.B), true
+}
+
 // ChunkRead asks for Length bytes at Offset of chunk ID version Version.
 type ChunkRead struct {
 	ID      uint64

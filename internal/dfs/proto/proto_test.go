@@ -80,14 +80,7 @@ func TestChunkWriteRoundTrip(t *testing.T) {
 }
 
 func TestClientServer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ln, ctx, log := testListener(t)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -206,4 +199,18 @@ func FuzzDecodeMessages(f *testing.F) {
 			}
 		}
 	})
+}
+
+// testListener listens on a loopback port for a test server; the listener
+// closes and the context ends with the test.
+func testListener(t *testing.T) (net.Listener, context.Context, *slog.Logger) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return ln, ctx, slog.New(slog.NewTextHandler(io.Discard, nil))
 }
