@@ -2,40 +2,74 @@ package client
 
 import (
 	"context"
-	"errors"
 	"sync"
 )
 
-// Write-back: WriteAtAsync queues a write and returns at once; a worker per
-// file sends the queue to the chunkservers, the writes of one batch that do
-// not overlap each other in parallel (so many small random writes are in
-// flight together), overlapping ones in their order. Flush (and Sync) wait
-// until the file's queue is empty and return the first error since the last
-// Flush or Sync, as close and fsync report write-back errors. Every call that reads or
-// changes the file's data or size here (ReadAt, Getattr, Setattr, WriteAt)
-// first waits for its queue, so this client always sees its own writes.
+// Write-back: WriteAtAsync queues a write and returns at once; the file's
+// queue sends its writes to the chunkservers as a sliding window: a queued
+// write starts as soon as it overlaps no earlier unfinished write and fewer
+// than maxInflight are on their way, so a sequential writer keeps its
+// next pieces in flight while earlier ones are acknowledged, many small
+// random writes go out together, and overlapping ones go in their order.
+// Flush (and Sync) wait until the file's queue is empty and return the first
+// error since the last Flush or Sync, as close and fsync report write-back
+// errors. Every call that reads or changes the file's data or size here
+// (ReadAt, Getattr, Setattr, WriteAt) first waits for its queue, so this
+// client always sees its own writes.
 
 // MaxQueued bounds the bytes queued per file; a writer past it waits.
 const MaxQueued = 32 << 20
 
+// maxInflight bounds the writes of one file on their way at once.
+const maxInflight = 64
+
+// StreamBuffer is the capacity of the buffers StreamBuf hands out.
+const StreamBuffer = 8 << 20
+
+// streamBufs holds StreamBuffer-sized buffers between writes, so that a
+// sequential writer does not allocate (and the kernel zero) a fresh one per
+// piece.
+var streamBufs = sync.Pool{New: func() any { b := make([]byte, 0, StreamBuffer); return &b }}
+
+// StreamBuf returns an empty buffer of capacity StreamBuffer, for a write
+// to be given to WriteAtAsyncOwned (or back with PutStreamBuf).
+func StreamBuf() []byte { return (*streamBufs.Get().(*[]byte))[:0] }
+
+// PutStreamBuf gives back a buffer from StreamBuf that is no longer used;
+// a buffer of another capacity is left to the garbage collector.
+func PutStreamBuf(b []byte) {
+	if cap(b) == StreamBuffer {
+		b = b[:0]
+		streamBufs.Put(&b)
+	}
+}
+
 type queuedWrite struct {
-	p   []byte
-	off int64
+	p       []byte
+	off     int64
+	owned   bool // p was given to the queue (WriteAtAsyncOwned)
+	started bool
+	done    bool
 }
 
 type fileQueue struct {
-	pending []queuedWrite
-	bytes   int
-	running bool
-	queued  uint64 // writes ever queued
-	sent    uint64 // writes ever sent (a prefix of the queue)
-	err     error
-	changed chan struct{} // closed and replaced whenever the queue shrinks or stops
+	pending  []*queuedWrite // queued and not finished, in queue order
+	bytes    int            // bytes of pending
+	inflight int            // pending writes started
+	queued   uint64         // writes ever queued
+	sent     uint64         // writes ever finished that no earlier unfinished write precedes
+	err      error
+	changed  chan struct{} // closed and replaced whenever the queue shrinks or stops
 }
+
+// idle reports whether nothing is queued or on its way.
+func (q *fileQueue) idle() bool { return len(q.pending) == 0 }
 
 type writeBack struct {
 	mu    sync.Mutex
 	files map[uint64]*fileQueue
+	// send, if set, replaces writeAt for the queued writes (tests).
+	send func(ctx context.Context, ino uint64, p []byte, off int64) error
 }
 
 func (w *writeBack) queue(ino uint64) *fileQueue {
@@ -55,6 +89,17 @@ func (q *fileQueue) signal() {
 // WriteAtAsync queues a write of p (copied) at off of file ino. It fails
 // with the error of an earlier queued write of the file until Flush or Sync takes it.
 func (c *Client) WriteAtAsync(ctx context.Context, ino uint64, p []byte, off int64) error {
+	return c.enqueue(ctx, ino, p, off, false)
+}
+
+// WriteAtAsyncOwned is WriteAtAsync without the copy: p belongs to the
+// queue once the call succeeded (a buffer of StreamBuffer capacity goes to
+// StreamBuf's pool after it is sent); on an error the caller keeps it.
+func (c *Client) WriteAtAsyncOwned(ctx context.Context, ino uint64, p []byte, off int64) error {
+	return c.enqueue(ctx, ino, p, off, true)
+}
+
+func (c *Client) enqueue(ctx context.Context, ino uint64, p []byte, off int64, owned bool) error {
 	w := &c.wb
 	w.mu.Lock()
 	var q *fileQueue
@@ -78,13 +123,13 @@ func (c *Client) WriteAtAsync(ctx context.Context, ino uint64, p []byte, off int
 		w.mu.Unlock()
 		return err
 	}
-	q.pending = append(q.pending, queuedWrite{p: append([]byte(nil), p...), off: off})
+	if !owned {
+		p = append([]byte(nil), p...)
+	}
+	q.pending = append(q.pending, &queuedWrite{p: p, off: off, owned: owned})
 	q.bytes += len(p)
 	q.queued++
-	if !q.running {
-		q.running = true
-		go c.drain(ino, q)
-	}
+	c.pumpLocked(ino, q)
 	w.mu.Unlock()
 	// After queueing: no read-ahead piece starts while the write is queued,
 	// and none fetched before it survives.
@@ -100,63 +145,85 @@ func (c *Client) writesQueued(ino uint64) bool {
 	return q != nil && q.sent < q.queued
 }
 
-// drain sends ino's queue until it is empty.
-func (c *Client) drain(ino uint64, q *fileQueue) {
-	w := &c.wb
-	for {
-		w.mu.Lock()
-		if len(q.pending) == 0 || c.ctx.Err() != nil {
-			q.running = false
-			if c.ctx.Err() != nil && len(q.pending) > 0 && q.err == nil {
-				q.err = c.ctx.Err()
+// pumpLocked starts the queued writes of ino that may go now, in queue
+// order: each that overlaps no earlier unfinished write, while fewer than
+// maxInflight are on their way. The first that must wait holds up the ones
+// behind it. Once the client is closed, writes not started are dropped
+// with its error. Called with c.wb.mu held.
+func (c *Client) pumpLocked(ino uint64, q *fileQueue) {
+	if err := c.ctx.Err(); err != nil {
+		for _, wr := range q.pending {
+			if !wr.started && !wr.done {
+				wr.done = true
+				q.bytes -= len(wr.p)
+				if q.err == nil {
+					q.err = err
+				}
 			}
-			q.pending, q.bytes, q.sent = nil, 0, q.queued
-			q.signal()
-			w.mu.Unlock()
+		}
+		q.trimLocked()
+		return
+	}
+	for i, wr := range q.pending {
+		if q.inflight >= maxInflight {
 			return
 		}
-		batch := nonOverlapping(q.pending)
-		w.mu.Unlock()
-
-		errs := make([]error, len(batch))
-		var wg sync.WaitGroup
-		for i, b := range batch {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = c.writeAt(c.ctx, ino, b.p, b.off)
-			}()
+		if wr.started || wr.done {
+			continue
 		}
-		wg.Wait()
-
-		w.mu.Lock()
-		n := 0
-		for _, b := range batch {
-			n += len(b.p)
+		for _, prev := range q.pending[:i] {
+			if !prev.done && wr.off < prev.off+int64(len(prev.p)) && prev.off < wr.off+int64(len(wr.p)) {
+				return
+			}
 		}
-		q.pending = q.pending[len(batch):]
-		q.bytes -= n
-		q.sent += uint64(len(batch))
-		if err := errors.Join(errs...); err != nil && q.err == nil {
-			q.err = err
-		}
-		q.signal()
-		w.mu.Unlock()
+		wr.started = true
+		q.inflight++
+		go c.send(ino, q, wr)
 	}
 }
 
-// nonOverlapping returns the longest prefix of ws whose writes do not
-// overlap each other (at least one write).
-func nonOverlapping(ws []queuedWrite) []queuedWrite {
-	const maxBatch = 64
-	for i := 1; i < len(ws) && i < maxBatch; i++ {
-		for _, prev := range ws[:i] {
-			if ws[i].off < prev.off+int64(len(prev.p)) && prev.off < ws[i].off+int64(len(ws[i].p)) {
-				return ws[:i]
-			}
-		}
+// trimLocked drops the finished writes at the head of the queue, counts
+// them sent and wakes the waiters.
+func (q *fileQueue) trimLocked() {
+	n := 0
+	for n < len(q.pending) && q.pending[n].done {
+		n++
 	}
-	return ws[:min(len(ws), maxBatch)]
+	if n > 0 {
+		clear(q.pending[:n])
+		q.pending = q.pending[n:]
+		if len(q.pending) == 0 {
+			q.pending = nil
+		}
+		q.sent += uint64(n)
+	}
+	q.signal()
+}
+
+// send writes one queued write of ino, records its outcome and starts the
+// writes it held up.
+func (c *Client) send(ino uint64, q *fileQueue, wr *queuedWrite) {
+	w := &c.wb
+	send := c.writeAt
+	if w.send != nil {
+		send = w.send
+	}
+	err := send(c.ctx, ino, wr.p, wr.off)
+	w.mu.Lock()
+	wr.done = true
+	q.inflight--
+	q.bytes -= len(wr.p)
+	p := wr.p
+	wr.p = nil // an unfinished write before it may keep wr in the queue a while
+	if err != nil && q.err == nil {
+		q.err = err
+	}
+	q.trimLocked()
+	c.pumpLocked(ino, q)
+	w.mu.Unlock()
+	if wr.owned {
+		PutStreamBuf(p)
+	}
 }
 
 // waitQueue waits until the writes of ino queued before the call are sent
@@ -186,7 +253,7 @@ func (c *Client) waitQueue(ctx context.Context, ino uint64, take bool) error {
 	}
 	err := q.err
 	q.err = nil
-	if !q.running {
+	if q.idle() {
 		delete(w.files, ino)
 	}
 	return err

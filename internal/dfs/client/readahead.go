@@ -119,6 +119,22 @@ func (c *Client) plan(ino uint64, off int64, n int, size int64) []*raPieceData {
 	return cover
 }
 
+// PrefetchMax is the largest file whose data Prefetch fetches.
+const PrefetchMax = 128 << 10
+
+// Prefetch starts fetching the data of file ino, of size bytes, if it is at
+// most PrefetchMax: called right after an open for reading, it lets the
+// chunkserver's read run while the open returns and the program gets to
+// its first read, which then finds the data on its way (a read-ahead piece,
+// used as plan uses them). A larger file is left to the read-ahead of its
+// reads: its reader may want only part of it.
+func (c *Client) Prefetch(ino uint64, size uint64) {
+	if size == 0 || size > PrefetchMax {
+		return
+	}
+	c.plan(ino, 0, 0, int64(size))
+}
+
 // fetch reads one piece, starting with the copy its position in the chunk
 // selects, so that parallel pieces spread over the copies.
 func (c *Client) fetch(ino uint64, pc *raPieceData) {

@@ -18,17 +18,7 @@ import (
 func TestUnsyncedWritesSweptToDisk(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	cl, err := local.Start(ctx, local.Config{Dir: t.TempDir(), Heartbeat: 100 * time.Millisecond, HeartbeatTimeout: time.Second,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	c, err := Dial(ctx, cl.Master.ClientAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c, cl := localClient(t, ctx)
 	c.dirty.expire, c.dirty.every = 100*time.Millisecond, 50*time.Millisecond
 	a, err := c.Create(ctx, proto.RootIno, "f", proto.Node{Mode: syscall.S_IFREG | 0o644})
 	if err != nil {
@@ -75,4 +65,22 @@ func TestUnsyncedWritesSweptToDisk(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// localClient starts a single-machine cluster (fast heartbeats) and a client
+// connected to it; both stop when the test ends.
+func localClient(t *testing.T, ctx context.Context) (*Client, *local.Cluster) {
+	t.Helper()
+	cl, err := local.Start(ctx, local.Config{Dir: t.TempDir(), Heartbeat: 100 * time.Millisecond, HeartbeatTimeout: time.Second,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	c, err := Dial(ctx, cl.Master.ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, cl
 }

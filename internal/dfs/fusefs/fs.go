@@ -24,8 +24,10 @@ import (
 	"github.com/rampart-storage/rampart/internal/dfs/proto"
 )
 
-// WriteBuffer is the most a file buffers before sending its data.
-const WriteBuffer = 8 << 20
+// WriteBuffer is the most a file buffers before sending its data. A full
+// buffer is a pooled one (client.StreamBuf), handed to the write-back queue
+// without a copy.
+const WriteBuffer = client.StreamBuffer
 
 // Node is one DFS inode in the mounted tree.
 type Node struct {
@@ -417,6 +419,11 @@ func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		return nil, 0, staleInode(err)
 	}
 	n.m.opened(n.ino)
+	if flags&syscall.O_ACCMODE == syscall.O_RDONLY && a.IsRegular() {
+		// A small file opened for reading is about to be read: its data is
+		// fetched while the open returns (client.Prefetch).
+		n.c.Prefetch(n.ino, a.Size)
+	}
 	if n.stale(a) {
 		// Close-to-open: another client changed the file since the kernel
 		// cached its attributes (up to cacheTTL ago). Without this the
@@ -485,10 +492,15 @@ func appendPending(buf, data []byte) []byte {
 		return append(buf, data...)
 	}
 	c := max(2*cap(buf), need, 64<<10)
-	if c > WriteBuffer {
-		c = max(WriteBuffer, need)
+	var nb []byte
+	switch {
+	case c >= WriteBuffer && need <= WriteBuffer:
+		nb = client.StreamBuf()[:len(buf)]
+	case c > WriteBuffer:
+		nb = make([]byte, len(buf), need)
+	default:
+		nb = make([]byte, len(buf), c)
 	}
-	nb := make([]byte, len(buf), c)
 	copy(nb, buf)
 	return append(nb, data...)
 }
@@ -498,6 +510,7 @@ func appendPending(buf, data []byte) []byte {
 func (n *Node) dropIdleBuffer() {
 	n.mu.Lock()
 	if len(n.buf) == 0 {
+		client.PutStreamBuf(n.buf)
 		n.buf = nil
 	}
 	n.mu.Unlock()
@@ -514,10 +527,21 @@ func (n *Node) flushLocked(ctx context.Context) syscall.Errno {
 		return 0
 	}
 	// Queued (write-back): Flush and Fsync wait for it with Sync; reads and
-	// attribute calls of the client wait for it too.
-	err := n.c.WriteAtAsync(ctx, n.ino, n.buf, n.bufOff)
-	n.buf = n.buf[:0]
-	return errno(err)
+	// attribute calls of the client wait for it too. A full-size (pooled)
+	// buffer goes with it, not a copy, and the writer, which is likely to
+	// fill the next one, gets another pooled one at once. A smaller buffer
+	// (a small file, a random write) is copied and kept for the next write.
+	if cap(n.buf) != WriteBuffer {
+		err := n.c.WriteAtAsync(ctx, n.ino, n.buf, n.bufOff)
+		n.buf = n.buf[:0]
+		return errno(err)
+	}
+	if err := n.c.WriteAtAsyncOwned(ctx, n.ino, n.buf, n.bufOff); err != nil {
+		n.buf = n.buf[:0]
+		return errno(err)
+	}
+	n.buf = client.StreamBuf()
+	return 0
 }
 
 // Flush sends pending writes at close, so close reports write errors. The
