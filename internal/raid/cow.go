@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+
+	"github.com/zeebo/xxh3"
 )
 
 // Copy-on-write full stripes (PolicyCoW, docs/decisions/2026-12-03-raid-cow-full-stripes.md).
@@ -16,13 +18,13 @@ import (
 // array plus spare ones. fwd maps a logical stripe to the physical stripe that holds
 // it. A full-stripe write goes to a free physical stripe, with no journal copy, and
 // every member gets a tag for that stripe in its tag area: the logical stripe, a
-// sequence number and the CRC-32C of the member's own shard. The old home stays
+// sequence number and a hash (XXH3-64) of the member's own shard. The old home stays
 // untouched until a flush has made the new one durable ("settled"); only then is it
 // free again. Partial-stripe writes keep the journal and write in place.
 //
 // At assembly the tags tell where each logical stripe lives: its tag with the highest
 // sequence number, unless that stripe was not yet settled at the crash (its tag has
-// no settled flag) and one of its shards on a present member does not match the CRC
+// no settled flag) and one of its shards on a present member does not match the hash
 // in that member's tag: then the write never became durable and the previous home,
 // which was settled before the write began, holds the stripe whole. A stripe is thus
 // never half old and half new, which is what closes the write hole.
@@ -32,7 +34,7 @@ import (
 //     or any in-place write, to a stripe whose home is unsettled settles first;
 //   - a home is written in place only once its tag carries the settled flag, and
 //     the journal flush before every in-place write makes that flag durable, so a
-//     shard CRC is only checked while it still describes the shard;
+//     shard hash is only checked while it still describes the shard;
 //   - old homes become free only after the flush that settled their successor.
 
 const (
@@ -69,7 +71,7 @@ type cowState struct {
 	fwd       []uint32            // logical stripe → physical stripe
 	use       []uint8             // by physical stripe
 	img       []cowTag            // by physical stripe: the tag every member should hold
-	crcs      map[uint32][]uint32 // unsettled tags: each role's shard CRC
+	sums      map[uint32][]uint64 // unsettled tags: each role's shard hash
 	unsettled map[uint32]uint32   // unsettled home → its old home
 	pending   []uint32            // homes written since the last settle took its batch
 	nfree     int64
@@ -97,7 +99,7 @@ func cowTagBytes(phys int64, bs int) int64 {
 func newCowState(tagOff, phys, spare int64, bs int) *cowState {
 	c := &cowState{tagOff: tagOff, tpb: int64(bs / cowTagSize), phys: phys, logical: phys - spare,
 		fwd: make([]uint32, phys-spare), use: make([]uint8, phys), img: make([]cowTag, phys),
-		crcs: map[uint32][]uint32{}, unsettled: map[uint32]uint32{}}
+		sums: map[uint32][]uint64{}, unsettled: map[uint32]uint32{}}
 	return c
 }
 
@@ -111,7 +113,7 @@ func (c *cowState) identity() {
 	c.nfree = c.phys - c.logical
 }
 
-func (a *Array) encodeTag(b []byte, t cowTag, crc uint32) {
+func (a *Array) encodeTag(b []byte, t cowTag, sum uint64) {
 	le := binary.LittleEndian
 	clear(b[:cowTagSize])
 	if t.flags&tagPresent == 0 {
@@ -121,17 +123,17 @@ func (a *Array) encodeTag(b []byte, t cowTag, crc uint32) {
 	le.PutUint32(b[4:], t.flags&^tagPresent)
 	le.PutUint64(b[8:], t.seq)
 	le.PutUint32(b[16:], t.owner)
-	le.PutUint32(b[20:], crc)
+	le.PutUint64(b[20:], sum)
 	le.PutUint32(b[28:], crc32.Update(crc32.Checksum(a.uuid[:], castagnoli), castagnoli, b[:28]))
 }
 
 // decodeTag parses a tag slot; ok is false for an empty, foreign or corrupt slot.
-func (a *Array) decodeTag(b []byte) (t cowTag, crc uint32, ok bool) {
+func (a *Array) decodeTag(b []byte) (t cowTag, sum uint64, ok bool) {
 	le := binary.LittleEndian
 	if le.Uint32(b[0:]) != cowTagMagic || le.Uint32(b[28:]) != crc32.Update(crc32.Checksum(a.uuid[:], castagnoli), castagnoli, b[:28]) {
 		return t, 0, false
 	}
-	return cowTag{seq: le.Uint64(b[8:]), owner: le.Uint32(b[16:]), flags: le.Uint32(b[4:]) | tagPresent}, le.Uint32(b[20:]), true
+	return cowTag{seq: le.Uint64(b[8:]), owner: le.Uint32(b[16:]), flags: le.Uint32(b[4:]) | tagPresent}, le.Uint64(b[20:]), true
 }
 
 // writeTagBlocks writes tag blocks blks (sorted, unique) of role r's member from the
@@ -148,14 +150,14 @@ func (a *Array) writeTagBlocks(r int, m *member, blks []int64) error {
 		for i := int64(0); i < c.tpb; i++ {
 			f := blk*c.tpb + i
 			var t cowTag
-			var crc uint32
+			var sum uint64
 			if f < c.phys {
 				t = c.img[f]
-				if cs := c.crcs[uint32(f)]; cs != nil {
-					crc = cs[r]
+				if cs := c.sums[uint32(f)]; cs != nil {
+					sum = cs[r]
 				}
 			}
-			a.encodeTag(buf[i*cowTagSize:], t, crc)
+			a.encodeTag(buf[i*cowTagSize:], t, sum)
 		}
 		c.mu.Unlock()
 		_, err := m.dev.WriteAt(buf, c.tagOff+blk*bs)
@@ -234,7 +236,7 @@ func (a *Array) settle() {
 			continue
 		}
 		delete(c.unsettled, f)
-		delete(c.crcs, f)
+		delete(c.sums, f)
 		c.img[f].flags |= tagSettled
 		changed = append(changed, f)
 		if c.use[old] == useOld {
@@ -327,7 +329,7 @@ func (a *Array) putCow(p []byte, off int64, pieces []piece, phys, logical []int6
 	n, k, pm := a.g.n, a.g.dataDisks(), a.g.parity()
 	w := a.g.chunk
 	roles := a.snapshot()
-	crcs := make([][]uint32, len(pieces))
+	sums := make([][]uint64, len(pieces))
 	errs := make([]error, len(pieces))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
@@ -352,10 +354,15 @@ func (a *Array) putCow(p []byte, off int64, pieces []piece, phys, logical []int6
 			if errs[i] = a.encode(shards); errs[i] != nil {
 				return
 			}
-			crcs[i] = make([]uint32, n)
-			for j, sh := range shards {
+			sums[i] = make([]uint64, n)
+			// Writes to one member file take its inode lock: the stripes
+			// written at the same time start at members far apart.
+			first := i * n / cap(sem)
+			for x := range n {
+				j := (first + x) % n
+				sh := shards[j]
 				r := a.g.role(f, j)
-				crcs[i][r] = crc32.Checksum(sh, castagnoli)
+				sums[i][r] = xxh3.Hash(sh)
 				if m := roles[r]; writable(m) {
 					_ = a.writeMember(r, m, sh, f*w) // a failure marks the member faulty
 				}
@@ -375,7 +382,7 @@ func (a *Array) putCow(p []byte, off int64, pieces []piece, phys, logical []int6
 		c.seq++
 		fs[i] = uint32(phys[i])
 		c.img[phys[i]] = cowTag{seq: c.seq, owner: uint32(logical[i]), flags: tagPresent}
-		c.crcs[uint32(phys[i])] = crcs[i]
+		c.sums[uint32(phys[i])] = sums[i]
 	}
 	c.mu.Unlock()
 	a.writeTagsAll(fs)
@@ -604,7 +611,7 @@ func (a *Array) loadCow() error {
 }
 
 // verifyCow checks that every active member holds the tag (s, seq) for physical
-// stripe f and that its shard matches the CRC in it.
+// stripe f and that its shard matches the hash in it.
 func (a *Array) verifyCow(f int64, s uint32, seq uint64, active []int) (bool, error) {
 	c := a.cow
 	bs := int64(a.g.bs)
@@ -616,14 +623,14 @@ func (a *Array) verifyCow(f int64, s uint32, seq uint64, active []int) (bool, er
 		if _, err := m.dev.ReadAt(blk, c.tagOff+f/c.tpb*bs); err != nil {
 			return false, fmt.Errorf("read tags of %s: %w", m.name, err)
 		}
-		t, crc, ok := a.decodeTag(blk[slot : slot+cowTagSize])
+		t, sum, ok := a.decodeTag(blk[slot : slot+cowTagSize])
 		if !ok || t.owner != s || t.seq != seq {
 			return false, nil
 		}
 		if _, err := m.dev.ReadAt(shard, a.g.dataOff+f*a.g.chunk); err != nil {
 			return false, fmt.Errorf("read %s: %w", m.name, err)
 		}
-		if crc32.Checksum(shard, castagnoli) != crc {
+		if xxh3.Hash(shard) != sum {
 			return false, nil
 		}
 	}

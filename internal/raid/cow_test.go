@@ -27,9 +27,9 @@ func TestCowTag(t *testing.T) {
 	a := &Array{uuid: newUUID()}
 	b := make([]byte, cowTagSize)
 	want := cowTag{seq: 1<<40 + 7, owner: 123456, flags: tagPresent | tagSettled}
-	a.encodeTag(b, want, 0xdeadbeef)
+	a.encodeTag(b, want, 0xdeadbeef12345678)
 	got, crc, ok := a.decodeTag(b)
-	if !ok || got != want || crc != 0xdeadbeef {
+	if !ok || got != want || crc != 0xdeadbeef12345678 {
 		t.Fatalf("round trip: got %+v crc %x ok %v, want %+v", got, crc, ok, want)
 	}
 	other := &Array{uuid: newUUID()}
