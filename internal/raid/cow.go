@@ -371,6 +371,7 @@ func (a *Array) putCow(p []byte, off int64, pieces []piece, phys, logical []int6
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
+		c.freeAlloc(phys) // nothing points at them: they are free again
 		return fmt.Errorf("write at %d: %w", off, err)
 	}
 	if a.failed.Load() {
