@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/rampart-storage/rampart/internal/dfs/chunkserver"
 	"github.com/rampart-storage/rampart/internal/dfs/client"
 	"github.com/rampart-storage/rampart/internal/dfs/fusefs"
@@ -102,8 +100,8 @@ func TestUnlinkedOpenSurvivesMasterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	inodes := func() uint64 {
-		var s unix.Statfs_t
-		if err := unix.Statfs(mnt, &s); err != nil {
+		s, err := statfs(mnt)
+		if err != nil {
 			t.Fatalf("statfs: %v", err)
 		}
 		return s.Files - s.Ffree

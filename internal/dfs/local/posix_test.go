@@ -416,8 +416,7 @@ func TestPOSIXConformance(t *testing.T) {
 			}
 			st, _ := statOf(a("gone"))
 			inodes := func() (uint64, error) {
-				var s unix.Statfs_t
-				err := unix.Statfs(A, &s)
+				s, err := statfs(A)
 				return s.Files - s.Ffree, err
 			}
 			n0, _ := inodes()
@@ -505,8 +504,8 @@ func TestPOSIXConformance(t *testing.T) {
 		}},
 		// Space and special files.
 		{"statfs reports chunkserver space and inodes", func() error {
-			var s unix.Statfs_t
-			if err := unix.Statfs(A, &s); err != nil {
+			s, err := statfs(A)
+			if err != nil {
 				return err
 			}
 			if s.Blocks == 0 || s.Bfree > s.Blocks || s.Bavail > s.Blocks || s.Files <= s.Ffree || s.Bsize == 0 || s.Namelen != 255 {
@@ -549,8 +548,7 @@ func TestPOSIXConformance(t *testing.T) {
 				return err
 			}
 			defer f.Close()
-			var s unix.Statfs_t
-			unix.Statfs(A, &s)
+			s, _ := statfs(A)
 			err = unix.Fallocate(int(f.Fd()), 0, 0, int64(s.Blocks)*s.Bsize)
 			return wantErr("fallocate", err, syscall.ENOSPC)
 		}},
@@ -725,4 +723,16 @@ func TestPOSIXConformance(t *testing.T) {
 		passed++
 	}
 	t.Logf("POSIX conformance: %d passed, %d failed of %d", passed, failed, len(cases))
+}
+
+// statfs is statfs(2) retried on EINTR: a signal (the test's own goroutine
+// preemption) interrupts a FUSE call, statfs may then fail with EINTR, and Go
+// does not retry it.
+func statfs(path string) (unix.Statfs_t, error) {
+	var s unix.Statfs_t
+	err := unix.Statfs(path, &s)
+	for err == unix.EINTR {
+		err = unix.Statfs(path, &s)
+	}
+	return s, err
 }
