@@ -475,27 +475,7 @@ func (a *Array) writeParityCow(p []byte, off int64, pieces []piece) error {
 		}
 	}
 	if len(placeP) > 0 {
-		us := make([]stripeUpdate, len(placeP))
-		errs := make([]error, len(placeP))
-		var wg sync.WaitGroup
-		for i, pc := range placeP {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				us[i], errs[i] = a.prepareStripe(p[pc.lo:pc.hi], off+pc.lo, placePhys[i])
-			}()
-		}
-		wg.Wait()
-		err := errors.Join(errs...)
-		if err == nil {
-			err = a.putStripes(us)
-		}
-		for _, u := range us {
-			if u.pooled != nil {
-				a.parityPool.Put(u.pooled) //nolint:staticcheck // a slice header is fine here
-			}
-		}
-		if err != nil {
+		if err := a.putInPlace(p, off, placeP, placePhys); err != nil {
 			c.freeAlloc(homes)
 			return err
 		}

@@ -38,16 +38,7 @@ func TestAssembleFindsReplacement(t *testing.T) {
 		t.Fatal(err)
 	}
 	spare := filepath.Join(dir, "spare")
-	sd, err := volume.Open(t.Context(), spare, volume.Options{Create: true, Size: 8 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.AddMember(sd, spare); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.WaitRebuild(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	addSpare(t, a, spare)
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -164,18 +155,25 @@ func TestStatusDuringRebuild(t *testing.T) {
 			t.Fatal(err)
 		}
 		spare := filepath.Join(dir, "spare"+string(rune('0'+i)))
-		sd, err := volume.Open(t.Context(), spare, volume.Options{Create: true, Size: 8 << 20})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := a.AddMember(sd, spare); err != nil {
-			t.Fatal(err)
-		}
-		if err := a.WaitRebuild(t.Context()); err != nil {
-			t.Fatal(err)
-		}
+		addSpare(t, a, spare)
 		paths[1] = spare
 	}
 	close(stop)
 	t.Logf("%d status calls during 5 rebuilds", <-done)
+}
+
+// addSpare creates an 8 MiB member file at path, adds it to a and waits for its
+// rebuild.
+func addSpare(t *testing.T, a *Array, path string) {
+	t.Helper()
+	sd, err := volume.Open(t.Context(), path, volume.Options{Create: true, Size: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AddMember(sd, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WaitRebuild(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,6 +1,7 @@
 package raid
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -53,43 +54,15 @@ func (a *Array) writeParity(p []byte, off int64) error {
 		for _, k := range keys {
 			a.locks[k].Lock()
 		}
-		if a.cow != nil {
-			err := a.writeParityCow(p, off, cur)
-			for _, k := range keys {
-				a.locks[k].Unlock()
-			}
-			if err != nil {
-				return fmt.Errorf("raid %s: write at %d: %w", a.name, off, err)
-			}
-			continue
-		}
-		us := make([]stripeUpdate, n)
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-		for i, pc := range cur {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				us[i], errs[i] = a.prepareStripe(p[pc.lo:pc.hi], off+pc.lo, (off+pc.lo)/sw)
-				<-sem
-			}()
-		}
-		wg.Wait()
 		var err error
-		for _, e := range errs {
-			if e != nil && err == nil {
-				err = e
+		if a.cow != nil {
+			err = a.writeParityCow(p, off, cur)
+		} else {
+			phys := make([]int64, n)
+			for i, pc := range cur {
+				phys[i] = (off + pc.lo) / sw
 			}
-		}
-		if err == nil {
-			err = a.putStripes(us)
-		}
-		for _, u := range us {
-			if u.pooled != nil {
-				a.parityPool.Put(u.pooled) //nolint:staticcheck // a slice header is fine here
-			}
+			err = a.putInPlace(p, off, cur, phys)
 		}
 		for _, k := range keys {
 			a.locks[k].Unlock()
@@ -99,6 +72,35 @@ func (a *Array) writeParity(p []byte, off int64) error {
 		}
 	}
 	return nil
+}
+
+// putInPlace computes the updates of pieces (the parts of p at off that fall in
+// physical stripes phys; the caller holds their locks) in parallel and writes them in
+// place, through the journal when the array has one.
+func (a *Array) putInPlace(p []byte, off int64, pieces []piece, phys []int64) error {
+	us := make([]stripeUpdate, len(pieces))
+	errs := make([]error, len(pieces))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i, pc := range pieces {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			us[i], errs[i] = a.prepareStripe(p[pc.lo:pc.hi], off+pc.lo, phys[i])
+		}()
+	}
+	wg.Wait()
+	err := errors.Join(errs...)
+	if err == nil {
+		err = a.putStripes(us)
+	}
+	for _, u := range us {
+		if u.pooled != nil {
+			a.parityPool.Put(u.pooled) //nolint:staticcheck // a slice header is fine here
+		}
+	}
+	return err
 }
 
 func (a *Array) lockIndex(key int64) int { return int(uint64(key) % uint64(len(a.locks))) }
