@@ -26,8 +26,17 @@ nxfs=$(awk -v d="$dir" 'index($5, d) == 1 && $5 ~ /\/mnt\/data_chunk[12]$/ {n++}
 curl -fsS --max-time 10 http://10.3.250.80/ | grep -q 'highly-available' || bad "the site does not answer from this machine"
 # The master's web console and metrics (MooseFS's CGI server on 9425 in the seed).
 curl -fsS --max-time 10 http://10.3.250.1:9425/ >/dev/null || bad "the master's web console does not answer on 10.3.250.1:9425"
-curl -fsS --max-time 10 http://10.3.250.1:9425/metrics | grep -q '^rampart_dfs_chunkservers{state="up"} 3$' ||
-	bad "the master's /metrics does not count 3 chunkservers up"
+# Chunkservers register with the master on their own schedule after `demo up`:
+# give them 30 s before calling a missing one a failure.
+up3=
+for _ in $(seq 30); do
+	if curl -fsS --max-time 10 http://10.3.250.1:9425/metrics | grep -q '^rampart_dfs_chunkservers{state="up"} 3$'; then
+		up3=1
+		break
+	fi
+	sleep 1
+done
+[ -n "$up3" ] || bad "the master's /metrics does not count 3 chunkservers up (30 s after demo up)"
 
 "$bin" demo drill --dir "$dir" 2>&1 | tee "$log" || bad "rampart demo drill: an invariant did not hold"
 grep -q 'skipped' "$log" && bad "a drill step was skipped: $(grep -A1 '== step' "$log" | grep -B1 skipped | head -2 | tr '\n' ' ')"
