@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rampart-storage/rampart/internal/dfs/local"
 	"github.com/rampart-storage/rampart/internal/dfs/local/localtest"
@@ -28,6 +30,22 @@ func readFile(t *testing.T, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// waitReleased waits until the master holds no open handle on the file at p.
+func waitReleased(t *testing.T, cl *local.Cluster, p string) {
+	t.Helper()
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ino := st.Sys().(*syscall.Stat_t).Ino
+	for deadline := time.Now().Add(5 * time.Second); cl.Master.OpenCount(ino) > 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still open in the master 5 s after close", p)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // TestMountSmallFilesUseOffers: small files created through a mount take no
@@ -84,7 +102,7 @@ func TestMountCloseToOpenAfterStat(t *testing.T) {
 // old inode answers ESTALE and the kernel looks the name up again) instead
 // of failing with ENOENT until the entry expires.
 func TestMountReplacedName(t *testing.T) {
-	_, a, b := mounts(t)
+	cl, a, b := mounts(t)
 	for i := range 10 {
 		if err := os.WriteFile(filepath.Join(a, "t"), []byte("old"), 0o644); err != nil {
 			t.Fatal(err)
@@ -92,6 +110,10 @@ func TestMountReplacedName(t *testing.T) {
 		if got := string(readFile(t, filepath.Join(b, "t"))); got != "old" {
 			t.Fatalf("round %d: first read %q, want %q", i, got, "old")
 		}
+		// The kernel sends RELEASE after close(2) returns. Until the master
+		// has it, the old file outlives the rename as an open orphan and
+		// rightly answers stat with its own size.
+		waitReleased(t, cl, filepath.Join(b, "t"))
 		want := fmt.Sprintf("new version %d", i)
 		if err := os.WriteFile(filepath.Join(a, "t.new"), []byte(want), 0o644); err != nil {
 			t.Fatal(err)

@@ -28,3 +28,7 @@ func (m *Master) Requests(t proto.MsgType) uint64 {
 	}
 	return m.requests[t].Load()
 }
+
+// OpenCount returns the handles clients hold open on ino (for tests and
+// tools).
+func (m *Master) OpenCount(ino uint64) int { return m.meta.OpenCount(ino) }
