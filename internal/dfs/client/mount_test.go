@@ -32,7 +32,8 @@ func readFile(t *testing.T, p string) []byte {
 	return b
 }
 
-// waitReleased waits until the master holds no open handle on the file at p.
+// waitReleased waits until the master holds no open handle on the file at p
+// (a path on any mount of cl).
 func waitReleased(t *testing.T, cl *local.Cluster, p string) {
 	t.Helper()
 	st, err := os.Stat(p)
@@ -112,8 +113,10 @@ func TestMountReplacedName(t *testing.T) {
 		}
 		// The kernel sends RELEASE after close(2) returns. Until the master
 		// has it, the old file outlives the rename as an open orphan and
-		// rightly answers stat with its own size.
-		waitReleased(t, cl, filepath.Join(b, "t"))
+		// rightly answers stat with its own size. (The inode number comes
+		// from mount a: a stat through b would refresh b's cached
+		// attributes of the old file, which stat may then use for cacheTTL.)
+		waitReleased(t, cl, filepath.Join(a, "t"))
 		want := fmt.Sprintf("new version %d", i)
 		if err := os.WriteFile(filepath.Join(a, "t.new"), []byte(want), 0o644); err != nil {
 			t.Fatal(err)
