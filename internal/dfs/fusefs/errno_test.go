@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"syscall"
 	"testing"
+	"time"
 )
 
-// TestErrno: an interrupted request (its context cancelled by go-fuse) must reach the
-// program as EINTR, which the kernel restarts, not as EIO; errnos pass through; other
+// TestErrno: an interrupted request (its context cancelled once the request has
+// run for interruptGrace, see patient) must reach the program as EINTR, not as EIO; errnos pass through; other
 // errors are EIO.
 func TestErrno(t *testing.T) {
 	for _, tt := range []struct {
@@ -25,5 +26,47 @@ func TestErrno(t *testing.T) {
 		if got := errno(tt.err); got != tt.want {
 			t.Errorf("errno(%v) = %v, want %v", tt.err, got, tt.want)
 		}
+	}
+}
+
+// TestPatientContext: an interrupt (the request context's cancellation) takes
+// effect only once the request has run for interruptGrace; a request that
+// ends first never sees it.
+func TestPatientContext(t *testing.T) {
+	parent, cancel := context.WithCancel(t.Context())
+	ctx, done := patient(parent)
+	defer done()
+	cancel()
+	time.Sleep(interruptGrace / 2)
+	if err := ctx.Err(); err != nil {
+		t.Fatalf("interrupt seen after %v: %v", interruptGrace/2, err)
+	}
+	select {
+	case <-ctx.Done():
+		t.Fatal("Done closed before the grace time")
+	default:
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(interruptGrace + 5*patienceTick):
+		t.Fatalf("interrupt not passed on %v after the request started", interruptGrace*3/2+5*patienceTick)
+	}
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		t.Errorf("Err after the interrupt: %v", ctx.Err())
+	}
+
+	// A request that ended is forgotten, interrupted or not.
+	parent2, cancel2 := context.WithCancel(t.Context())
+	ctx2, done2 := patient(parent2)
+	done2()
+	cancel2()
+	patience.mu.Lock()
+	_, live := patience.live[ctx2.(*patientCtx)]
+	patience.mu.Unlock()
+	if live {
+		t.Error("an ended request is still watched")
+	}
+	if ctx, _ := patient(context.Background()); ctx != context.Background() {
+		t.Error("a context that cannot be cancelled was wrapped")
 	}
 }

@@ -135,10 +135,10 @@ func errno(err error) syscall.Errno {
 	if errors.As(err, &en) {
 		return en
 	}
-	// go-fuse cancels a request's context when the kernel interrupts it: the
-	// calling thread got a signal (Go programs get SIGURG for goroutine preemption
-	// all the time). EINTR lets the kernel restart the call (SA_RESTART) or the
-	// program retry it; EIO would report a failure that never happened.
+	// A request's context ends when the kernel interrupted it (the calling
+	// thread got a signal) and it has run for interruptGrace since (patient):
+	// EINTR lets the program retry or give up; EIO would report a failure of
+	// the cluster that never happened.
 	if errors.Is(err, context.Canceled) {
 		return syscall.EINTR
 	}
@@ -185,6 +185,8 @@ func (n *Node) child(ctx context.Context, a *proto.Attr, out *fuse.EntryOut) *fs
 
 // Lookup finds a child.
 func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	ctx, done := patient(ctx)
+	defer done()
 	a, err := n.c.Lookup(ctx, n.ino, name)
 	if err != nil {
 		return nil, errno(err)
@@ -194,6 +196,8 @@ func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 
 // Getattr returns the attributes, counting buffered writes in the size.
 func (n *Node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	ctx, done := patient(ctx)
+	defer done()
 	a, err := n.c.Getattr(ctx, n.ino)
 	if err != nil {
 		return staleInode(err)
@@ -210,6 +214,8 @@ func (n *Node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) 
 
 // Setattr changes mode, owner, size or times.
 func (n *Node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	ctx, done := patient(ctx)
+	defer done()
 	if err := n.flush(ctx); err != 0 {
 		return err
 	}
@@ -290,6 +296,8 @@ func (n *Node) zeroTail(ctx context.Context, size uint64) syscall.Errno {
 
 // Readdir lists the directory.
 func (n *Node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	ctx, done := patient(ctx)
+	defer done()
 	ents, err := n.c.Readdir(ctx, n.ino)
 	if err != nil {
 		return nil, errno(err)
@@ -314,6 +322,8 @@ func (n *Node) create(ctx context.Context, name string, nd proto.Node, out *fuse
 
 // Create makes and opens a regular file in one master round trip.
 func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	ctx, done := patient(ctx)
+	defer done()
 	nd := proto.Node{Mode: syscall.S_IFREG | mode&07777}
 	if caller, ok := fuse.FromContext(ctx); ok {
 		nd.Uid, nd.Gid = caller.Uid, caller.Gid
@@ -369,21 +379,29 @@ func (n *Node) openExisting(ctx context.Context, name string, flags uint32, out 
 
 // Mkdir makes a directory.
 func (n *Node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	ctx, done := patient(ctx)
+	defer done()
 	return n.create(ctx, name, proto.Node{Mode: syscall.S_IFDIR | mode&07777}, out)
 }
 
 // Mknod makes a special file (fifo, socket, device).
 func (n *Node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	ctx, done := patient(ctx)
+	defer done()
 	return n.create(ctx, name, proto.Node{Mode: mode, Rdev: dev}, out)
 }
 
 // Symlink makes a symbolic link.
 func (n *Node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	ctx, done := patient(ctx)
+	defer done()
 	return n.create(ctx, name, proto.Node{Mode: syscall.S_IFLNK | 0o777, Target: target}, out)
 }
 
 // Readlink returns a symlink's target.
 func (n *Node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	ctx, done := patient(ctx)
+	defer done()
 	a, err := n.c.Getattr(ctx, n.ino)
 	if err != nil {
 		return nil, errno(err)
@@ -393,11 +411,15 @@ func (n *Node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 
 // Unlink removes a file.
 func (n *Node) Unlink(ctx context.Context, name string) syscall.Errno {
+	ctx, done := patient(ctx)
+	defer done()
 	return errno(n.c.Unlink(ctx, n.ino, name, false))
 }
 
 // Rmdir removes an empty directory.
 func (n *Node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	ctx, done := patient(ctx)
+	defer done()
 	return errno(n.c.Unlink(ctx, n.ino, name, true))
 }
 
@@ -407,6 +429,8 @@ type handle struct{}
 // Open opens a file, counting the handle in the master; O_TRUNC truncates
 // it in the same round trip.
 func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	ctx, done := patient(ctx)
+	defer done()
 	var of uint32
 	if flags&syscall.O_TRUNC != 0 {
 		if err := n.flush(ctx); err != 0 {
@@ -438,6 +462,8 @@ func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 // Release drops the handle's count in the master after the last close of
 // the open file; an unlinked file goes when its last handle does.
 func (n *Node) Release(ctx context.Context, f fs.FileHandle) syscall.Errno {
+	ctx, done := patient(ctx)
+	defer done()
 	if _, ok := f.(*handle); !ok {
 		return 0
 	}
@@ -451,6 +477,8 @@ func (n *Node) Release(ctx context.Context, f fs.FileHandle) syscall.Errno {
 
 // Read flushes pending writes, then reads from the chunkservers.
 func (n *Node) Read(ctx context.Context, _ fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	ctx, done := patient(ctx)
+	defer done()
 	if err := n.flush(ctx); err != 0 {
 		return nil, err
 	}
@@ -463,6 +491,8 @@ func (n *Node) Read(ctx context.Context, _ fs.FileHandle, dest []byte, off int64
 
 // Write buffers sequential writes and sends them in WriteBuffer pieces.
 func (n *Node) Write(ctx context.Context, _ fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	ctx, done := patient(ctx)
+	defer done()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if len(n.buf) > 0 && off != n.bufOff+int64(len(n.buf)) {
@@ -547,6 +577,8 @@ func (n *Node) flushLocked(ctx context.Context) syscall.Errno {
 // Flush sends pending writes at close, so close reports write errors. The
 // data is then on every copy, not yet on their disks (close does not fsync).
 func (n *Node) Flush(ctx context.Context, _ fs.FileHandle) syscall.Errno {
+	ctx, done := patient(ctx)
+	defer done()
 	if err := n.flush(ctx); err != 0 {
 		return err
 	}
@@ -561,6 +593,8 @@ func (n *Node) Flush(ctx context.Context, _ fs.FileHandle) syscall.Errno {
 // opened with O_SYNC or O_DSYNC, which therefore returns only when the data
 // is durable.
 func (n *Node) Fsync(ctx context.Context, _ fs.FileHandle, _ uint32) syscall.Errno {
+	ctx, done := patient(ctx)
+	defer done()
 	if err := n.flush(ctx); err != 0 {
 		return err
 	}
@@ -570,6 +604,8 @@ func (n *Node) Fsync(ctx context.Context, _ fs.FileHandle, _ uint32) syscall.Err
 // Rename moves a child, replacing an existing entry unless RENAME_NOREPLACE,
 // or swaps two entries with RENAME_EXCHANGE.
 func (n *Node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	ctx, done := patient(ctx)
+	defer done()
 	np, ok := newParent.(*Node)
 	if !ok {
 		return syscall.EXDEV
@@ -579,6 +615,8 @@ func (n *Node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 
 // Link adds a hard link to target named name.
 func (n *Node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	ctx, done := patient(ctx)
+	defer done()
 	t, ok := target.(*Node)
 	if !ok {
 		return nil, syscall.EXDEV

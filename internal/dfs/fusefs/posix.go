@@ -170,6 +170,8 @@ func (m *mount) unlockOwner(ctx context.Context, ino, owner uint64, kind uint8) 
 // file capabilities on a write). The answer "none" is kept for cacheTTL, as
 // attributes are, so a stream of writes costs no master round trips.
 func (n *Node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	ctx, done := patient(ctx)
+	defer done()
 	caps := attr == capsXattr
 	if caps {
 		n.capsMu.Lock()
@@ -206,6 +208,8 @@ func (n *Node) setNoCaps() {
 
 // Setxattr sets an extended attribute (XATTR_CREATE, XATTR_REPLACE).
 func (n *Node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	ctx, done := patient(ctx)
+	defer done()
 	if attr == capsXattr {
 		n.capsMu.Lock()
 		n.noCapsUntil = time.Time{}
@@ -216,6 +220,8 @@ func (n *Node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 
 // Listxattr lists the attribute names, each ended by a NUL byte.
 func (n *Node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	ctx, done := patient(ctx)
+	defer done()
 	names, err := n.c.Listxattr(ctx, n.ino)
 	if err != nil {
 		return 0, errno(err)
@@ -241,6 +247,8 @@ func (n *Node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 
 // Removexattr deletes an extended attribute.
 func (n *Node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	ctx, done := patient(ctx)
+	defer done()
 	return errno(n.c.Removexattr(ctx, n.ino, attr))
 }
 
@@ -248,6 +256,8 @@ func (n *Node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 // MooseFS) and the inodes in use; the metadata store sets no inode limit,
 // so the free inode count is a large constant.
 func (n *Node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	ctx, done := patient(ctx)
+	defer done()
 	st, err := n.c.Statfs(ctx)
 	if err != nil {
 		return errno(err)
@@ -268,6 +278,8 @@ func (n *Node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 // are allocated when written. Other modes (punching or zeroing holes,
 // collapsing or inserting ranges) answer EOPNOTSUPP.
 func (n *Node) Allocate(ctx context.Context, _ fs.FileHandle, off uint64, size uint64, mode uint32) syscall.Errno {
+	ctx, done := patient(ctx)
+	defer done()
 	if mode&^fallocKeepSize != 0 {
 		return syscall.EOPNOTSUPP
 	}
@@ -316,6 +328,8 @@ func (n *Node) lock(owner uint64, lk *fuse.FileLock, flags uint32) *proto.Lock {
 // Getlk returns a lock held by another owner (on any mount) that conflicts
 // with lk, or lk with type F_UNLCK.
 func (n *Node) Getlk(ctx context.Context, _ fs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
+	ctx, done := patient(ctx)
+	defer done()
 	c, err := n.c.Getlk(ctx, n.lock(owner, lk, flags))
 	if err != nil {
 		return errno(err)
@@ -327,6 +341,8 @@ func (n *Node) Getlk(ctx context.Context, _ fs.FileHandle, owner uint64, lk *fus
 // Setlk takes, converts or releases a lock; EAGAIN if another owner holds a
 // conflicting one.
 func (n *Node) Setlk(ctx context.Context, _ fs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	ctx, done := patient(ctx)
+	defer done()
 	return n.setlk(ctx, n.lock(owner, lk, flags), false)
 }
 

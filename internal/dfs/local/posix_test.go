@@ -725,14 +725,11 @@ func TestPOSIXConformance(t *testing.T) {
 	t.Logf("POSIX conformance: %d passed, %d failed of %d", passed, failed, len(cases))
 }
 
-// statfs is statfs(2) retried on EINTR: a signal (the test's own goroutine
-// preemption) interrupts a FUSE call, statfs may then fail with EINTR, and Go
-// does not retry it.
+// statfs is statfs(2). It is not retried on EINTR: a signal (the test's own
+// goroutine preemption) interrupts the FUSE call, and the mount must finish
+// it anyway (fusefs.patient; TestSignalsDoNotFailCalls).
 func statfs(path string) (unix.Statfs_t, error) {
 	var s unix.Statfs_t
 	err := unix.Statfs(path, &s)
-	for err == unix.EINTR {
-		err = unix.Statfs(path, &s)
-	}
 	return s, err
 }
