@@ -331,45 +331,38 @@ func (a *Array) putCow(p []byte, off int64, pieces []piece, phys, logical []int6
 	roles := a.snapshot()
 	sums := make([][]uint64, len(pieces))
 	errs := make([]error, len(pieces))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	for i, pc := range pieces {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			f := phys[i]
-			shards := make([][]byte, k+pm)
-			for j := 0; j < k; j++ {
-				shards[j] = p[pc.lo+int64(j)*w : pc.lo+int64(j+1)*w]
+	par := runtime.GOMAXPROCS(0) // as many stripes at a time (parallel)
+	parallel(len(pieces), func(i int) {
+		pc, f := pieces[i], phys[i]
+		shards := make([][]byte, k+pm)
+		for j := 0; j < k; j++ {
+			shards[j] = p[pc.lo+int64(j)*w : pc.lo+int64(j+1)*w]
+		}
+		pb, ok := a.parityPool.Get().([]byte)
+		if !ok || int64(len(pb)) != int64(pm)*w {
+			pb = make([]byte, int64(pm)*w)
+		}
+		defer a.parityPool.Put(pb) //nolint:staticcheck // a slice header is fine here
+		for j := k; j < k+pm; j++ {
+			shards[j] = pb[int64(j-k)*w : int64(j-k+1)*w]
+		}
+		if errs[i] = a.encode(shards); errs[i] != nil {
+			return
+		}
+		sums[i] = make([]uint64, n)
+		// Writes to one member file take its inode lock: the stripes
+		// written at the same time start at members far apart.
+		first := i * n / par
+		for x := range n {
+			j := (first + x) % n
+			sh := shards[j]
+			r := a.g.role(f, j)
+			sums[i][r] = xxh3.Hash(sh)
+			if m := roles[r]; writable(m) {
+				_ = a.writeMember(r, m, sh, f*w) // a failure marks the member faulty
 			}
-			pb, ok := a.parityPool.Get().([]byte)
-			if !ok || int64(len(pb)) != int64(pm)*w {
-				pb = make([]byte, int64(pm)*w)
-			}
-			defer a.parityPool.Put(pb) //nolint:staticcheck // a slice header is fine here
-			for j := k; j < k+pm; j++ {
-				shards[j] = pb[int64(j-k)*w : int64(j-k+1)*w]
-			}
-			if errs[i] = a.encode(shards); errs[i] != nil {
-				return
-			}
-			sums[i] = make([]uint64, n)
-			// Writes to one member file take its inode lock: the stripes
-			// written at the same time start at members far apart.
-			first := i * n / cap(sem)
-			for x := range n {
-				j := (first + x) % n
-				sh := shards[j]
-				r := a.g.role(f, j)
-				sums[i][r] = xxh3.Hash(sh)
-				if m := roles[r]; writable(m) {
-					_ = a.writeMember(r, m, sh, f*w) // a failure marks the member faulty
-				}
-			}
-		}()
-	}
-	wg.Wait()
+		}
+	})
 	if err := errors.Join(errs...); err != nil {
 		c.freeAlloc(phys) // nothing points at them: they are free again
 		return fmt.Errorf("write at %d: %w", off, err)

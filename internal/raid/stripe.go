@@ -80,17 +80,10 @@ func (a *Array) writeParity(p []byte, off int64) error {
 func (a *Array) putInPlace(p []byte, off int64, pieces []piece, phys []int64) error {
 	us := make([]stripeUpdate, len(pieces))
 	errs := make([]error, len(pieces))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	for i, pc := range pieces {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			us[i], errs[i] = a.prepareStripe(p[pc.lo:pc.hi], off+pc.lo, phys[i])
-		}()
-	}
-	wg.Wait()
+	parallel(len(pieces), func(i int) {
+		pc := pieces[i]
+		us[i], errs[i] = a.prepareStripe(p[pc.lo:pc.hi], off+pc.lo, phys[i])
+	})
 	err := errors.Join(errs...)
 	if err == nil {
 		err = a.putStripes(us)
@@ -224,4 +217,19 @@ func (a *Array) putStripes(us []stripeUpdate) error {
 		return ErrFailed
 	}
 	return nil
+}
+
+// parallel runs fn(0..n-1), at most GOMAXPROCS at a time, and waits for all.
+func parallel(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
 }
