@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
 // TestErrno: an interrupted request (its context cancelled once the request has
@@ -68,5 +70,12 @@ func TestPatientContext(t *testing.T) {
 	}
 	if ctx, _ := patient(context.Background()); ctx != context.Background() {
 		t.Error("a context that cannot be cancelled was wrapped")
+	}
+	// The caller (uid, gid: new files are theirs) still comes through.
+	fctx := &fuse.Context{Caller: fuse.Caller{Owner: fuse.Owner{Uid: 7, Gid: 8}}, Cancel: make(chan struct{})}
+	ctx3, done3 := patient(fctx)
+	defer done3()
+	if c, ok := fuse.FromContext(ctx3); !ok || c.Uid != 7 || c.Gid != 8 {
+		t.Errorf("caller through a patient context: %+v, %v", c, ok)
 	}
 }
