@@ -32,6 +32,7 @@ type Store struct {
 	dirsSynced  map[string]bool
 	syncHook    func(id uint64, version uint32) error
 	syncs       atomic.Int64
+	reads       atomic.Int64 // ReadAt calls (Reads)
 
 	// capacity, if positive, caps the bytes the chunk files may take (a
 	// fake disk size for tests and for sharing a file system); used counts
@@ -302,12 +303,16 @@ func (s *Store) get(id uint64, version uint32) (*chunk, error) {
 
 // ReadAt reads from chunk id at version.
 func (s *Store) ReadAt(id uint64, version uint32, p []byte, off int64) error {
+	s.reads.Add(1)
 	c, err := s.get(id, version)
 	if err != nil {
 		return err
 	}
 	return c.ReadAt(p, off)
 }
+
+// Reads returns how many reads the store has served (for tests and tools).
+func (s *Store) Reads() int64 { return s.reads.Load() }
 
 // WriteAt writes to chunk id at version, creating it if absent (the first
 // write of a new chunk). A write for another version than the one held, or

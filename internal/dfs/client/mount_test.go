@@ -171,3 +171,58 @@ func TestMountCreateRace(t *testing.T) {
 		t.Fatalf("%d of %d opens with O_CREAT failed", failed, 2*n)
 	}
 }
+
+// storeReads is how many reads the cluster's chunkservers have served.
+func storeReads(cl *local.Cluster) int64 {
+	var n int64
+	for _, s := range cl.Chunkservers {
+		n += s.Store().Reads()
+	}
+	return n
+}
+
+// TestMountKeepsCacheOfUnchangedFile: a file read again, unchanged, is served
+// from the kernel's page cache (no chunkserver read); once another mount
+// changed it (same size, so only the times tell), the next open reads the new
+// content, whether or not a stat saw the new times first.
+func TestMountKeepsCacheOfUnchangedFile(t *testing.T) {
+	cl, a, b := mounts(t)
+	pa, pb := filepath.Join(a, "f"), filepath.Join(b, "f")
+	write := func(c byte) {
+		t.Helper()
+		if err := os.WriteFile(pa, bytes.Repeat([]byte{c}, 8192), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(what string, c byte) {
+		t.Helper()
+		if got := readFile(t, pb); !bytes.Equal(got, bytes.Repeat([]byte{c}, 8192)) {
+			t.Fatalf("%s: read %q..., want %q...", what, got[:min(len(got), 4)], []byte{c, c, c, c})
+		}
+	}
+	write('x')
+	check("first read", 'x')
+	r0 := storeReads(cl)
+	for range 3 {
+		check("read again", 'x')
+	}
+	if n := storeReads(cl) - r0; n != 0 {
+		t.Errorf("reading an unchanged file again took %d chunkserver reads, want 0", n)
+	}
+	// Changed, then opened: the open sees the new times and drops the pages.
+	write('y')
+	check("read after another mount's change", 'y')
+	// Changed, then stat after the attribute timeout (the kernel learns the
+	// new times from Getattr), then opened.
+	write('z')
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := os.Stat(pb); err != nil {
+		t.Fatal(err)
+	}
+	check("read after a change and a stat", 'z')
+	r1 := storeReads(cl)
+	check("read again after the change", 'z')
+	if n := storeReads(cl) - r1; n != 0 {
+		t.Errorf("reading the changed file again took %d chunkserver reads, want 0", n)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -44,6 +45,10 @@ type Node struct {
 
 	toldMu sync.Mutex
 	told   toldAttr // the size and times the kernel was last given (see Open)
+
+	// paged: a read was answered since the kernel last dropped the file's
+	// pages, so it may hold some (see Open).
+	paged atomic.Bool
 }
 
 // toldAttr is what the kernel caches of a node's attributes that an Open
@@ -443,19 +448,31 @@ func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		return nil, 0, staleInode(err)
 	}
 	n.m.opened(n.ino)
-	if flags&syscall.O_ACCMODE == syscall.O_RDONLY && a.IsRegular() {
-		// A small file opened for reading is about to be read: its data is
-		// fetched while the open returns (client.Prefetch).
-		n.c.Prefetch(n.ino, a.Size)
-	}
-	if n.stale(a) {
+	stale := n.stale(a)
+	if stale {
 		// Close-to-open: another client changed the file since the kernel
 		// cached its attributes (up to cacheTTL ago). Without this the
 		// kernel would clamp reads at the old size. The next access asks
-		// Getattr; the page cache is dropped at every open anyway (no
-		// FOPEN_KEEP_CACHE).
+		// Getattr.
 		n.NotifyContent(-1, 0)
 	}
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || !a.IsRegular() {
+		n.paged.Store(false) // the kernel drops the pages (no FOPEN_KEEP_CACHE)
+		return &handle{}, 0, 0
+	}
+	if !stale && n.paged.Load() {
+		// Opened for reading, unchanged since the kernel was last told
+		// its size and times (a change seen by a Getattr since drops the
+		// pages: the kernel's auto_inval_data): the pages it holds are
+		// this file's, so they are kept, as MooseFS's cache mode AUTO
+		// does. A re-read of an unchanged file then costs no chunkserver
+		// read.
+		return &handle{}, fuse.FOPEN_KEEP_CACHE, 0
+	}
+	n.paged.Store(false)
+	// A small file opened for reading is about to be read: its data is
+	// fetched while the open returns (client.Prefetch).
+	n.c.Prefetch(n.ino, a.Size)
 	return &handle{}, 0, 0
 }
 
@@ -486,6 +503,7 @@ func (n *Node) Read(ctx context.Context, _ fs.FileHandle, dest []byte, off int64
 	if err != nil {
 		return nil, errno(err)
 	}
+	n.paged.Store(true)
 	return fuse.ReadResultData(dest[:got]), 0
 }
 
