@@ -307,19 +307,8 @@ func (c *Client) writeAt(ctx context.Context, ino uint64, p []byte, off int64) e
 			err = c.writeChunk(ctx, loc, p[:n], in)
 		}
 		if err != nil {
-			c.cache.dropLoc(k)
-			if errors.Is(err, syscall.ENOSPC) {
-				// A full chunkserver refused the data before storing any of
-				// it: the chunk is intact, the writer learns ENOSPC.
-				return fmt.Errorf("write inode %d chunk %d: %w", ino, idx, err)
-			}
-			// A copy failed: the master moves the reachable copies to a new
-			// version and the whole piece is written again to them.
-			if loc, err = c.recover(ctx, ino, idx); err != nil {
-				return fmt.Errorf("write inode %d chunk %d: %w", ino, idx, err)
-			}
-			if err := c.writeChunk(ctx, loc, p[:n], in); err != nil {
-				return fmt.Errorf("write inode %d chunk %d after recovery: %w", ino, idx, err)
+			if loc, err = c.rewrite(ctx, ino, idx, p[:n], in, err); err != nil {
+				return err
 			}
 			c.putLoc(true, k, loc)
 		}
@@ -350,6 +339,50 @@ func (c *Client) writeAt(ctx context.Context, ino uint64, p []byte, off int64) e
 	}
 	_, err := c.writeEnd(ctx, ino, uint64(end), now)
 	return err
+}
+
+// maxRewrites bounds how often one piece of a write is sent again (rewrite).
+const maxRewrites = 8
+
+// rewrite sends a piece of chunk idx again after its write failed with err,
+// and returns the location it went to.
+//
+//   - ENOSPC: a full chunkserver refused the data before storing any of it;
+//     the chunk is intact and the writer learns ENOSPC.
+//   - ESTALE: the chunk moved to a newer version since the location was
+//     given: another write of the same chunk (the write-back keeps many in
+//     flight) recovered it first. The piece goes to the current copies;
+//     recovering again would move the version under the other writes too.
+//   - Anything else: a copy failed. The master moves the reachable copies to
+//     a new version (recover) and the piece is written to them.
+func (c *Client) rewrite(ctx context.Context, ino uint64, idx uint32, p []byte, off int64, err error) (*proto.ChunkLoc, error) {
+	k := chunkKey{ino, idx}
+	for try := 0; ; try++ {
+		c.cache.dropLoc(k)
+		if errors.Is(err, syscall.ENOSPC) || try == maxRewrites || ctx.Err() != nil {
+			return nil, fmt.Errorf("write inode %d chunk %d (%d times again): %w", ino, idx, try, err)
+		}
+		if try > 0 { // let a recovery in progress finish
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("write inode %d chunk %d: %w (after %w)", ino, idx, ctx.Err(), err)
+			case <-time.After(time.Duration(try) * 20 * time.Millisecond):
+			}
+		}
+		var loc *proto.ChunkLoc
+		var lerr error
+		if errors.Is(err, syscall.ESTALE) {
+			loc, _, lerr = c.cachedChunkLoc(ctx, ino, idx, true)
+		} else {
+			loc, lerr = c.recover(ctx, ino, idx)
+		}
+		if lerr != nil {
+			return nil, fmt.Errorf("write inode %d chunk %d: %w (after %w)", ino, idx, lerr, err)
+		}
+		if err = c.writeChunk(ctx, loc, p, off); err == nil {
+			return loc, nil
+		}
+	}
 }
 
 // writeEnd records a write's end and mtime at the master (the size grows to
