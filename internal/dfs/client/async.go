@@ -133,7 +133,7 @@ func (c *Client) enqueue(ctx context.Context, ino uint64, p []byte, off int64, o
 	w.mu.Unlock()
 	// After queueing: no read-ahead piece starts while the write is queued,
 	// and none fetched before it survives.
-	c.ra.drop(ino)
+	c.ra.changed(ino)
 	return nil
 }
 

@@ -24,6 +24,7 @@ type Client struct {
 	cache  *cache
 	wb     writeBack
 	ra     readAhead
+	hints  hints       // chunk 0 locations for reads sent with an Open (speculate.go)
 	offers offers      // chunk 0 offers of files created here (create.go)
 	locs   locIndex    // cached chunk locations by inode (locindex.go)
 	dirty  dirtyChunks // chunks written since each file's last Sync (sync.go; dfs-durability)
@@ -263,10 +264,10 @@ func (c *Client) WriteAt(ctx context.Context, ino uint64, p []byte, off int64) e
 	if err := c.waitQueue(ctx, ino, true); err != nil {
 		return err
 	}
-	c.ra.drop(ino)
+	c.ra.changed(ino)
 	// Again after the write: a piece fetched while it was on its way may
 	// hold the old data.
-	defer c.ra.drop(ino)
+	defer c.ra.changed(ino)
 	return c.writeAt(ctx, ino, p, off)
 }
 
@@ -552,8 +553,8 @@ func (c *Client) Setattr(ctx context.Context, ino uint64, in SetAttr) (*proto.At
 	if in.Valid&proto.SetSize != 0 {
 		c.offers.drop(ino, nil)
 		c.cache.dropFile(ino) // a truncate frees chunks
-		c.ra.drop(ino)
-		defer c.ra.drop(ino)
+		c.ra.changed(ino)
+		defer c.ra.changed(ino)
 	}
 	return c.attrCall(ctx, proto.MsgSetattr, &e)
 }

@@ -50,6 +50,9 @@ func (x *locIndex) take(ino uint64) map[uint32]struct{} {
 // putLoc caches a chunk's location (cache.putLoc) and indexes it.
 func (c *Client) putLoc(write bool, k chunkKey, loc *proto.ChunkLoc) {
 	c.cache.putLoc(write, k, loc)
+	if k.idx == 0 && loc.ID != 0 && len(loc.Servers) > 0 {
+		c.hints.put(k.ino, loc)
+	}
 	for ino, idxs := range c.locs.add(k) {
 		for idx := range idxs {
 			if ino != k.ino || idx != k.idx {

@@ -15,6 +15,15 @@ import (
 // Open counts an open handle on ino in the master (so an unlinked file stays
 // while open) and returns fresh attributes; flags may hold proto.OpenTrunc.
 func (c *Client) Open(ctx context.Context, ino uint64, flags uint32) (*proto.Attr, error) {
+	return c.OpenToRead(ctx, ino, flags, 0)
+}
+
+// OpenToRead is Open for a reader that expects the file to hold size bytes
+// (0: no guess). For a small file whose chunk this client knew, the read of
+// its data goes out with the Open and is kept if the reply confirms it
+// (speculate.go): the first read then needs no round trip of its own.
+func (c *Client) OpenToRead(ctx context.Context, ino uint64, flags uint32, size uint64) (*proto.Attr, error) {
+	sp := c.speculate(ino, flags, size)
 	var e proto.Enc
 	e.U64(ino)
 	e.U32(flags | proto.OpenLoc)
@@ -36,6 +45,7 @@ func (c *Client) Open(ctx context.Context, ino uint64, flags uint32) (*proto.Att
 	if loc != nil && a.IsRegular() {
 		c.putLoc(false, chunkKey{ino, 0}, loc)
 	}
+	sp.confirm(c, a, loc)
 	return a, nil
 }
 

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rampart-storage/rampart/internal/dfs/proto"
@@ -41,13 +42,42 @@ type raFile struct {
 type readAhead struct {
 	mu    sync.Mutex
 	files map[uint64]*raFile
+	// changes counts this client's changes of file data (writes and
+	// truncates, at their start and end): a read sent before one may hold
+	// data the change replaced (speculate.go).
+	changes atomic.Uint64
 }
 
-// drop forgets ino's read-ahead data (the file changed or was reopened).
+// drop forgets ino's read-ahead data (the file was reopened).
 func (r *readAhead) drop(ino uint64) {
 	r.mu.Lock()
 	delete(r.files, ino)
 	r.mu.Unlock()
+}
+
+// changed forgets ino's read-ahead data because this client is changing
+// or has changed the file's data.
+func (r *readAhead) changed(ino uint64) {
+	r.mu.Lock()
+	r.changes.Add(1)
+	delete(r.files, ino)
+	r.mu.Unlock()
+}
+
+// adopt makes pc, a read of the start of ino sent when changes stood at
+// changes, ino's read-ahead data, unless this client changed file data
+// since; it reports whether it did.
+func (r *readAhead) adopt(ino uint64, pc *raPieceData, changes uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.changes.Load() != changes {
+		return false
+	}
+	if r.files == nil || len(r.files) >= raFiles {
+		r.files = map[uint64]*raFile{}
+	}
+	r.files[ino] = &raFile{next: -1, pieces: map[int64]*raPieceData{pc.off: pc}}
+	return true
 }
 
 // plan records a read of n bytes at off of ino (a file of size bytes) and,
@@ -138,21 +168,29 @@ func (c *Client) Prefetch(ino uint64, size uint64) {
 // fetch reads one piece, starting with the copy its position in the chunk
 // selects, so that parallel pieces spread over the copies.
 func (c *Client) fetch(ino uint64, pc *raPieceData) {
-	defer close(pc.done)
 	idx := uint32(pc.off / proto.ChunkSize)
 	loc, _, err := c.cachedChunkLoc(c.ctx, ino, idx, false)
 	if err != nil {
 		pc.err = err
+		close(pc.done)
 		return
 	}
+	if c.fetchFrom(loc, pc) != nil {
+		c.cache.dropLoc(chunkKey{ino, idx})
+	}
+}
+
+// fetchFrom reads piece pc from the copies of loc and marks it done.
+func (c *Client) fetchFrom(loc *proto.ChunkLoc, pc *raPieceData) error {
+	defer close(pc.done)
 	buf := make([]byte, pc.n)
 	start := int(pc.off % proto.ChunkSize / raPiece)
 	if err := c.readChunkFrom(c.ctx, loc, buf, pc.off%proto.ChunkSize, start); err != nil {
-		c.cache.dropLoc(chunkKey{ino, idx})
 		pc.err = err
-		return
+		return err
 	}
 	pc.data = buf
+	return nil
 }
 
 // readAhead copies into p (the read at off) what the pieces hold, in order,

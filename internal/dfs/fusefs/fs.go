@@ -443,7 +443,16 @@ func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		}
 		of |= proto.OpenTrunc
 	}
-	a, err := n.c.Open(ctx, n.ino, of)
+	// A read-only open of a file the kernel holds no pages of is about to
+	// read it: the client may send the read of a small file with the open
+	// (client.OpenToRead), expecting the size the kernel was last told.
+	var guess uint64
+	if flags&syscall.O_ACCMODE == syscall.O_RDONLY && !n.paged.Load() {
+		n.toldMu.Lock()
+		guess = n.told.size
+		n.toldMu.Unlock()
+	}
+	a, err := n.c.OpenToRead(ctx, n.ino, of, guess)
 	if err != nil {
 		return nil, 0, staleInode(err)
 	}
