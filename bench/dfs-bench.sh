@@ -9,7 +9,8 @@
 # on each: rampart, MooseFS, rampart, MooseFS. Every run prints the load
 # average before and after it and the CPU seconds (user+sys) the system's
 # processes used during it; the table gives each figure's median over the
-# rounds per side, the ratio of the medians and every round's value.
+# rounds per side, the ratio of the medians and every round's value. Each
+# run waits until both systems' processes are idle (settle, below).
 #
 # Scheduling priority: MooseFS's daemons and mfsmount raise their own
 # priority to nice -19 (their NICE_LEVEL default; `ps -o ni` shows it), which
@@ -52,6 +53,23 @@ cpu() {
 		t=$((t + v))
 	done
 	awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
+}
+
+# settle PID...: wait (up to SETTLE_MAX seconds, default 120) until the
+# processes use less than a tenth of a core over 2 s. Both systems finish
+# work in the background after a run (MooseFS deletes the chunks of
+# unlinked files at about 30 a second, long after its unlink phase; rampart
+# at 128 per second per chunkserver): without this, that work ran during the
+# other system's next run and was charged to it. Prints how long it waited.
+settle() {
+	t=0
+	while [ "$t" -lt "${SETTLE_MAX:-120}" ]; do
+		a=$(cpu "$@")
+		sleep 2
+		t=$((t + 2))
+		awk -v a="$a" -v b="$(cpu "$@")" 'BEGIN { exit !(b - a < 0.2) }' && break
+	done
+	echo "   (both systems idle after ${t} s; load $(cut -d' ' -f1 /proc/loadavg))"
 }
 
 # run LABEL DIR PID...: one fsbench run on DIR, appended to $WORK/results as
@@ -102,7 +120,11 @@ MFS_UP=1
 MFSPIDS=$(pgrep -x mfsmaster; pgrep -x mfschunkserver; pgrep -x mfsmount) || true
 round=1
 while [ "$round" -le "$ROUNDS" ]; do
+	# shellcheck disable=SC2086 # one PID per word
+	settle "$SPID" "$MPID" $MFSPIDS
 	run rampart "$WORK/mnt" "$SPID" "$MPID"
+	# shellcheck disable=SC2086 # one PID per word
+	settle "$SPID" "$MPID" $MFSPIDS
 	# shellcheck disable=SC2086 # one PID per word
 	run moosefs "$WORK/mfsmnt" $MFSPIDS
 	round=$((round + 1))
