@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -110,7 +111,10 @@ func (e *BlockError) Unwrap() error { return ErrCorrupt }
 type chunk struct {
 	mu   sync.Mutex
 	path string
-	hdr  Header
+	hdr  Header // changed (setVersion) with mu held
+	// ver is hdr.Version for checks made without mu (the store's, under
+	// its own lock), kept by setVersion.
+	ver  atomic.Uint32
 	crcs []uint32
 	size int64 // file size, header included
 	// fileState holds the open file (f) while the chunk is in use or
@@ -142,6 +146,7 @@ func createChunk(files *openFiles, path string, h Header) (*chunk, error) {
 	}
 	_, crcs, _ := DecodeHeader(b)
 	c := &chunk{path: path, hdr: h, crcs: crcs, size: HeaderSize, wgen: 1}
+	c.ver.Store(h.Version)
 	c.files = files
 	c.install(f)
 	return c, nil
@@ -173,6 +178,7 @@ func openChunk(files *openFiles, path string) (*chunk, error) {
 	// Whether the previous process's writes reached the disk is unknown:
 	// the first sync flushes them.
 	c := &chunk{path: path, hdr: h, crcs: crcs, size: fi.Size(), wgen: 1}
+	c.ver.Store(h.Version)
 	c.files, c.dfd = files, -1
 	return c, nil
 }
@@ -372,6 +378,9 @@ func (c *chunk) writeRange(p []byte, at int64) error {
 	return err
 }
 
+// version returns the chunk's version; any lock or none may be held.
+func (c *chunk) version() uint32 { return c.ver.Load() }
+
 // setVersion rewrites the header for a new version and renames the file.
 func (c *chunk) setVersion(v uint32, path string) error {
 	c.mu.Lock()
@@ -390,6 +399,7 @@ func (c *chunk) setVersion(v uint32, path string) error {
 		return fmt.Errorf("chunk %016x set version %d: %w", c.hdr.ID, v, err)
 	}
 	c.hdr, c.path = h, path
+	c.ver.Store(v)
 	c.wgen++
 	c.named = false
 	return nil

@@ -105,7 +105,7 @@ func (c *chunk) acquire() (*os.File, error) {
 	o.mu.Lock()
 	if c.dead {
 		o.mu.Unlock()
-		return nil, fmt.Errorf("chunk %016x v%d closed: %w", c.hdr.ID, c.hdr.Version, ErrNoChunk)
+		return nil, fmt.Errorf("chunk %016x v%d closed: %w", c.hdr.ID, c.version(), ErrNoChunk)
 	}
 	if c.f != nil {
 		if c.elem != nil {
@@ -125,12 +125,12 @@ func (c *chunk) acquire() (*os.File, error) {
 	o.mu.Lock()
 	if err == nil && c.dead {
 		f.Close()
-		err = fmt.Errorf("chunk %016x v%d closed: %w", c.hdr.ID, c.hdr.Version, ErrNoChunk)
+		err = fmt.Errorf("chunk %016x v%d closed: %w", c.hdr.ID, c.version(), ErrNoChunk)
 	}
 	if err != nil {
 		c.users--
 		o.mu.Unlock()
-		return nil, fmt.Errorf("open chunk %016x v%d: %w", c.hdr.ID, c.hdr.Version, err)
+		return nil, fmt.Errorf("open chunk %016x v%d: %w", c.hdr.ID, c.version(), err)
 	}
 	c.f, c.dfd, c.dtried = f, -1, false
 	c.weight = 1

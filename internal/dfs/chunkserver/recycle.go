@@ -145,6 +145,7 @@ func reuseChunk(files *openFiles, fp, path string, h Header) (*chunk, error) {
 	}
 	_, crcs, _ := DecodeHeader(b)
 	c := &chunk{path: path, hdr: h, crcs: crcs, size: HeaderSize, wgen: 1}
+	c.ver.Store(h.Version)
 	c.files = files
 	c.install(f)
 	return c, nil

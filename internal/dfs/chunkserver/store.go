@@ -120,7 +120,7 @@ func OpenStore(dirs []string) (*Store, error) {
 			}
 			if old := s.chunks[c.hdr.ID]; old != nil {
 				// Two versions of one chunk: keep the newest, drop the stale one.
-				if old.hdr.Version >= c.hdr.Version {
+				if old.version() >= c.version() {
 					c.Close()
 					return os.Remove(path)
 				}
@@ -200,7 +200,7 @@ func (s *Store) Create(id uint64, version uint32) error {
 
 func (s *Store) createLocked(id uint64, version uint32) error {
 	if c := s.chunks[id]; c != nil {
-		if c.hdr.Version == version {
+		if c.version() == version {
 			return nil
 		}
 		s.untrack(c)
@@ -236,7 +236,7 @@ func (s *Store) Delete(id uint64, version uint32) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.chunks[id]
-	if c == nil || (version != 0 && c.hdr.Version != version) {
+	if c == nil || (version != 0 && c.version() != version) {
 		// Not held: a write arriving later (through a location cached
 		// before the delete) must not create it.
 		if version == 0 {
@@ -246,7 +246,7 @@ func (s *Store) Delete(id uint64, version uint32) error {
 		}
 		return fmt.Errorf("delete chunk %016x v%d: %w", id, version, ErrNoChunk)
 	}
-	s.buryLocked(id, c.hdr.Version)
+	s.buryLocked(id, c.version())
 	delete(s.chunks, id)
 	s.untrack(c)
 	return s.discardLocked(c, c.retire())
@@ -258,14 +258,14 @@ func (s *Store) Delete(id uint64, version uint32) error {
 func (s *Store) DeleteStale(id uint64, version uint32) (bool, error) {
 	s.mu.Lock()
 	c := s.chunks[id]
-	if c == nil || c.hdr.Version > version {
+	if c == nil || c.version() > version {
 		if c == nil {
 			s.buryLocked(id, version)
 		}
 		s.mu.Unlock()
 		return false, nil
 	}
-	v := c.hdr.Version
+	v := c.version()
 	s.mu.Unlock()
 	if err := s.Delete(id, v); err != nil && !errors.Is(err, ErrNoChunk) {
 		return false, err
@@ -295,7 +295,7 @@ func (s *Store) get(id uint64, version uint32) (*chunk, error) {
 	s.mu.Lock()
 	c := s.chunks[id]
 	s.mu.Unlock()
-	if c == nil || c.hdr.Version != version {
+	if c == nil || c.version() != version {
 		return nil, fmt.Errorf("chunk %016x v%d: %w", id, version, ErrNoChunk)
 	}
 	return c, nil
@@ -321,8 +321,8 @@ func (s *Store) WriteAt(id uint64, version uint32, p []byte, off int64) error {
 	s.mu.Lock()
 	c := s.chunks[id]
 	switch {
-	case c != nil && c.hdr.Version != version:
-		held := c.hdr.Version
+	case c != nil && c.version() != version:
+		held := c.version()
 		s.mu.Unlock()
 		return fmt.Errorf("write chunk %016x v%d: held at v%d: %w", id, version, held, ErrStale)
 	case c == nil && s.buriedLocked(id, version):
@@ -345,7 +345,7 @@ func (s *Store) Chunks() map[uint64]uint32 {
 	defer s.mu.Unlock()
 	m := make(map[uint64]uint32, len(s.chunks))
 	for id, c := range s.chunks {
-		m[id] = c.hdr.Version
+		m[id] = c.version()
 	}
 	return m
 }

@@ -1,13 +1,17 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rampart-storage/rampart/internal/dfs/proto"
 )
 
 // fakeSends stands in for the chunkservers behind the write-back queue:
@@ -165,5 +169,57 @@ func TestWriteBackBounded(t *testing.T) {
 	}
 	if err := c.Flush(ctx, ino); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestConcurrentWritesAcrossCopyLoss: many writes of one chunk are on their
+// way when a chunkserver holding a copy dies. Each piece that fails asks the
+// master to recover the chunk, and each recovery moves the copies to a new
+// version, so a piece sent after its own recovery can find the version moved
+// on again by another's (ESTALE). Every write must still succeed and the
+// data read back must be what was written (the DFS fault drill's dd once
+// failed with "Stale file handle" on this).
+func TestConcurrentWritesAcrossCopyLoss(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	c, cl := localClient(t, ctx)
+	a, err := c.Create(ctx, proto.RootIno, "f", proto.Node{Mode: syscall.S_IFREG | 0o644})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pieces, size = 32, 128 << 10
+	want := make([]byte, pieces*size)
+	if err := c.WriteAt(ctx, a.Ino, want, 0); err != nil {
+		t.Fatal(err)
+	}
+	loc, _, err := c.cachedChunkLoc(ctx, a.Ino, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range cl.Chunkservers {
+		if s.Addr() == loc.Servers[0] {
+			s.Close()
+		}
+	}
+	for i := range want {
+		want[i] = byte(i*7 + i/size)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, pieces)
+	for i := range pieces {
+		wg.Go(func() {
+			if err := c.WriteAt(ctx, a.Ino, want[i*size:(i+1)*size], int64(i*size)); err != nil {
+				errs <- fmt.Errorf("piece %d: %w", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	got := make([]byte, len(want))
+	if n, err := c.ReadAt(ctx, a.Ino, got, 0); err != nil || n != len(want) || !bytes.Equal(got, want) {
+		t.Fatalf("read back %d bytes, %v; equal to what was written: %v", n, err, bytes.Equal(got, want))
 	}
 }
