@@ -63,13 +63,17 @@ cpu() {
 # other system's next run and was charged to it. Prints how long it waited.
 settle() {
 	t=0
+	state="still busy after"
 	while [ "$t" -lt "${SETTLE_MAX:-120}" ]; do
 		a=$(cpu "$@")
 		sleep 2
 		t=$((t + 2))
-		awk -v a="$a" -v b="$(cpu "$@")" 'BEGIN { exit !(b - a < 0.2) }' && break
+		if awk -v a="$a" -v b="$(cpu "$@")" 'BEGIN { exit !(b - a < 0.2) }'; then
+			state="idle after"
+			break
+		fi
 	done
-	echo "   (both systems idle after ${t} s; load $(cut -d' ' -f1 /proc/loadavg))"
+	echo "   (both systems $state ${t} s; load $(cut -d' ' -f1 /proc/loadavg))"
 }
 
 # run LABEL DIR PID...: one fsbench run on DIR, appended to $WORK/results as

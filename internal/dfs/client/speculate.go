@@ -96,10 +96,10 @@ func (c *Client) speculate(ino uint64, flags uint32, size uint64) *speculation {
 
 // confirm keeps the speculative read as the file's read-ahead data if the
 // Open's reply (attributes a, chunk 0 at loc) shows it read the right data.
-func (s *speculation) confirm(c *Client, a *proto.Attr, loc *proto.ChunkLoc) bool {
+func (s *speculation) confirm(c *Client, a *proto.Attr, loc *proto.ChunkLoc) {
 	if s == nil || loc == nil || !a.IsRegular() || a.Size != s.size ||
 		loc.ID != s.hint.ID || loc.Version != s.hint.Version {
-		return false
+		return
 	}
-	return c.ra.adopt(s.ino, s.piece, s.changes)
+	c.ra.adopt(s.ino, s.piece, s.changes)
 }
