@@ -5,9 +5,9 @@
 # full-stripe writes reach at least 0.5 of the single file's write throughput.
 #
 # Usage: bench/raid-bench.sh [-dir /dev/shm] [-size-mib 256] [-chunk-kib 64] [-seconds 3] [-rounds 3]
-# Runs with each RAID-5/6 write-hole policy: cow (the default of `rampart raid create`:
-# full stripes copy-on-write, partial ones journaled), full (journal every update) and
-# none (hole open).
+# Runs with each RAID-5/6 write-hole policy: cow (full stripes copy-on-write, partial
+# ones journaled), full (journal every update; the default of `rampart raid create`)
+# and none (hole open).
 set -eu
 cd "$(dirname "$0")/.."
 dir=/dev/shm

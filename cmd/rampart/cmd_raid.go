@@ -68,7 +68,7 @@ stop it cleanly; add and replace then rebuild in the foreground.`,
 	create.Flags().StringVar(&o.chunk, "chunk", "64K", "chunk size")
 	create.Flags().StringVar(&o.name, "name", "", "array name (default: from the UUID)")
 	create.Flags().BoolVar(&o.force, "force", false, "create over members that carry a superblock")
-	create.Flags().StringVar(&o.journal, "journal", "cow", "RAID-5/6 write hole: cow (full-stripe writes go to spare stripes and the stripe map follows, with no second copy; partial ones are journaled), full (journal every stripe update on the members), none (hole open: a crash while degraded can corrupt data; an unclean stop resyncs all parity)")
+	create.Flags().StringVar(&o.journal, "journal", "full", "RAID-5/6 write hole: full (journal every stripe update on the members), cow (full-stripe writes go to spare stripes and the stripe map follows, with no second copy; partial ones are journaled; not the default while a known RAID-6 bug after a double failure and crashes is open), none (hole open: a crash while degraded can corrupt data; an unclean stop resyncs all parity)")
 	create.Flags().StringVar(&o.bitmap, "bitmap", "internal", "write-intent bitmap (levels 1, 5, 6, 10): internal (resync only dirty regions after a crash or when a member comes back) or none")
 	create.Flags().StringVar(&o.bitmapChunk, "bitmap-chunk", "64M", "member bytes per bitmap bit")
 	create.Flags().IntSliceVar(&o.writeMostly, "write-mostly", nil, "RAID-1/10: indexes of members reads avoid")
